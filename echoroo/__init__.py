@@ -1,0 +1,1 @@
+"""Echoroo ML: the Django project and the core domain app."""

@@ -1,0 +1,1 @@
+"""The REST API of the core domain, under /api/v1/."""

@@ -1,0 +1,13 @@
+"""Test settings: the real settings, with the embedded server in a throw-away data directory."""
+
+import tempfile
+
+from echoroo.settings import *  # noqa: F403
+from echoroo.settings import DATABASES
+
+if DATABASES["default"]["ENGINE"] == "echoroo.embedded_postgres":
+    # A fresh server per test session, deleted when the session ends.
+    DATABASES["default"]["PGDATA"] = tempfile.mkdtemp(prefix="echoroo-test-pg-")
+    DATABASES["default"]["PGDATA_CLEANUP"] = "delete"
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
