@@ -30,6 +30,7 @@ def ensure_server(pgdata: Path, database: str, *, cleanup: str | None = "stop") 
             import pgserver
 
         pgdata.parent.mkdir(parents=True, exist_ok=True)
+        forget_dead_processes(pgdata)
         try:
             server = pgserver.get_server(pgdata, cleanup_mode=cleanup)
         except Exception as error:
@@ -43,6 +44,28 @@ def ensure_server(pgdata: Path, database: str, *, cleanup: str | None = "stop") 
         _ready[pgdata] = socket_dir
         logger.info("embedded PostgreSQL running in %s (socket %s)", pgdata, socket_dir)
         return socket_dir
+
+
+def forget_dead_processes(pgdata: Path) -> None:
+    """Drop processes that died without saying goodbye (SIGKILL) from pgserver's list of users.
+
+    pgserver stops the server when the last process on that list exits; a killed process
+    stays on it forever, and the server would then never be stopped.
+    """
+    import json
+
+    import psutil
+    from pgserver import PostgresServer
+
+    handles = Path(pgdata) / ".handle_pids.json"
+    with PostgresServer._lock:
+        try:
+            pids = json.loads(handles.read_text())
+        except (FileNotFoundError, ValueError):
+            return
+        alive = [pid for pid in pids if psutil.pid_exists(pid)]
+        if alive != pids:
+            handles.write_text(json.dumps(alive))
 
 
 def _create_database(socket_dir: Path, database: str) -> None:

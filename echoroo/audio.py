@@ -1,0 +1,346 @@
+"""Audio I/O: decode recordings to mono float32, resample, and cut model windows."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+AudioPath = str | os.PathLike[str]
+
+# Read this much source audio at a time: a few MB even for multichannel
+# high-rate files, so memory stays bounded whatever the recording's length.
+DEFAULT_BLOCK_S = 5.0
+
+# soxr HQ is what BirdNET-Analyzer uses (librosa.load(res_type="soxr_hq")), so
+# our windows match the official analyzer's.
+RESAMPLE_QUALITY = "HQ"
+
+# Source audio read beyond both ends of a segment so the resampling filter sees
+# the same neighbours as when the whole recording is resampled; soxr HQ's
+# filter spans far less than this at any common rate pair.
+SEGMENT_CONTEXT_S = 0.1
+
+# Float seconds that went through a database or JSON may land a hair past the
+# end of a recording; this much is treated as "at the end", not "outside".
+END_TOLERANCE_S = 1e-6
+
+
+class AudioError(ValueError):
+    """A recording that cannot be read, or a request it cannot satisfy."""
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What a recording's header says about it."""
+
+    path: Path
+    sample_rate: int
+    channels: int
+    frames: int
+    duration_s: float
+    format: str
+    subtype: str
+
+
+@dataclass(frozen=True, eq=False)
+class Window:
+    """One model window: its place in the recording and its mono samples."""
+
+    start_s: float
+    end_s: float
+    samples: np.ndarray
+
+
+def read_info(path: AudioPath) -> AudioInfo:
+    """Read a recording's header; a file with 0 frames is valid (duration 0)."""
+    with _open(path) as sound_file:
+        return AudioInfo(
+            path=Path(path),
+            sample_rate=sound_file.samplerate,
+            channels=sound_file.channels,
+            frames=sound_file.frames,
+            duration_s=sound_file.frames / sound_file.samplerate,
+            format=sound_file.format,
+            subtype=sound_file.subtype,
+        )
+
+
+def count_windows(duration_s: float, window_s: float, overlap_s: float = 0.0, *, sample_rate: int) -> int:
+    """Number of windows iter_windows cuts from a recording of this duration."""
+    window_samples, step_samples = _window_grid(sample_rate, window_s, overlap_s)
+    return _count(_samples_at(duration_s, sample_rate), window_samples, step_samples)
+
+
+def window_starts(duration_s: float, window_s: float, overlap_s: float = 0.0, *, sample_rate: int) -> np.ndarray:
+    """Start times in seconds of the windows iter_windows cuts."""
+    window_samples, step_samples = _window_grid(sample_rate, window_s, overlap_s)
+    total = _samples_at(duration_s, sample_rate)
+    count = _count(total, window_samples, step_samples)
+    return np.arange(count, dtype=np.int64) * step_samples / sample_rate
+
+
+def iter_blocks(path: AudioPath, sample_rate: int, *, block_s: float = DEFAULT_BLOCK_S) -> Iterator[np.ndarray]:
+    """Yield the recording as mono float32 blocks at sample_rate, in order.
+
+    The blocks add up to exactly duration_s * sample_rate samples, rounded: the
+    header's length is the authority, so counts from read_info and
+    count_windows always agree with what is yielded. Where a decoder ends
+    early (an estimated MP3 length) the rest is silence; audio past the
+    header's length is dropped.
+    """
+    return _exact_blocks(read_info(path), sample_rate, block_s)
+
+
+def iter_windows(
+    path: AudioPath,
+    sample_rate: int,
+    window_s: float,
+    overlap_s: float = 0.0,
+    *,
+    block_s: float = DEFAULT_BLOCK_S,
+) -> Iterator[Window]:
+    """Yield the recording's windows; the last partial one is zero-padded."""
+    window_samples, step_samples = _window_grid(sample_rate, window_s, overlap_s)
+    info = read_info(path)
+    total = _samples_at(info.duration_s, sample_rate)
+    count = _count(total, window_samples, step_samples)
+    # Holds only what the next windows still need: at most one window plus
+    # one block, so memory does not grow with the recording.
+    buffer = np.zeros(0, dtype=np.float32)
+    buffer_start = 0
+    index = 0
+    for block in _exact_blocks(info, sample_rate, block_s):
+        buffer = np.concatenate([buffer, block])
+        while index < count:
+            offset = index * step_samples - buffer_start
+            if offset + window_samples > buffer.size:
+                break
+            samples = buffer[offset : offset + window_samples].copy()
+            yield _window(index, step_samples, samples, sample_rate, info.duration_s)
+            index += 1
+        keep_from = min(index * step_samples - buffer_start, buffer.size)
+        buffer = buffer[keep_from:]
+        buffer_start += keep_from
+    while index < count:
+        offset = index * step_samples - buffer_start
+        samples = np.zeros(window_samples, dtype=np.float32)
+        tail = buffer[offset : offset + window_samples]
+        samples[: tail.size] = tail
+        yield _window(index, step_samples, samples, sample_rate, info.duration_s)
+        index += 1
+
+
+def iter_batches(
+    path: AudioPath,
+    sample_rate: int,
+    window_s: float,
+    overlap_s: float = 0.0,
+    batch_size: int = 32,
+    *,
+    block_s: float = DEFAULT_BLOCK_S,
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Yield (starts_s [B], ends_s [B], samples [B, N] float32); the last B may be smaller."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    batch: list[Window] = []
+    for window in iter_windows(path, sample_rate, window_s, overlap_s, block_s=block_s):
+        batch.append(window)
+        if len(batch) == batch_size:
+            yield _stack(batch)
+            batch = []
+    if batch:
+        yield _stack(batch)
+
+
+def load_segment(path: AudioPath, start_s: float, end_s: float, sample_rate: int | None = None) -> np.ndarray:
+    """Read [start_s, end_s) as mono float32, seeking rather than reading the whole file.
+
+    With sample_rate set, the samples match those iter_windows yields for the
+    same span (the recording's own rate when None).
+    """
+    info = read_info(path)
+    if not 0 <= start_s < end_s <= info.duration_s + END_TOLERANCE_S:
+        raise AudioError(
+            f"{path}: segment {start_s:g}-{end_s:g} s lies outside the recording "
+            f"(0-{info.duration_s:g} s); ask for 0 <= start < end <= duration"
+        )
+    end_s = min(end_s, info.duration_s)
+    out_rate = info.sample_rate if sample_rate is None else sample_rate
+    if out_rate <= 0:
+        raise ValueError(f"sample_rate must be positive, got {out_rate}")
+    first = _samples_at(start_s, out_rate)
+    stop = _samples_at(end_s, out_rate)
+    if out_rate == info.sample_rate:
+        return _read_mono(info, first, stop)
+    # Start reading on a frame that maps exactly onto an output sample, so the
+    # segment's samples sit on the same grid as the whole recording's.
+    period = info.sample_rate // math.gcd(info.sample_rate, out_rate)
+    context = math.ceil(SEGMENT_CONTEXT_S * info.sample_rate)
+    read_from = max(0, (first * info.sample_rate // out_rate - context) // period * period)
+    read_to = min(info.frames, -(-stop * info.sample_rate // out_rate) + context)
+    source = _read_mono(info, read_from, read_to)
+    resampled = soxr.resample(source, info.sample_rate, out_rate, quality=RESAMPLE_QUALITY)
+    offset = read_from * out_rate // info.sample_rate
+    segment = np.zeros(stop - first, dtype=np.float32)
+    piece = resampled[first - offset : stop - offset]
+    segment[: piece.size] = piece
+    return segment
+
+
+def _open(path: AudioPath) -> sf.SoundFile:
+    """Open a recording for reading, or raise an AudioError that says why not."""
+    file_path = Path(path)
+    if not file_path.is_file():
+        raise AudioError(f"{path}: no such file (or not a regular file); check the path and that its volume is mounted")
+    if file_path.stat().st_size == 0:
+        raise AudioError(f"{path}: the file is empty (0 bytes); re-copy or re-export it")
+    try:
+        return sf.SoundFile(file_path)
+    except sf.SoundFileError as error:
+        raise AudioError(
+            f"{path}: not a readable audio file ({_reason(error)}); "
+            "use wav, flac, mp3 or ogg, and check that the file is not damaged"
+        ) from error
+
+
+def _reason(error: sf.SoundFileError) -> str:
+    """libsndfile's own words for an error, without the repeated file name."""
+    message = str(error).split(": ", 1)[-1].strip().rstrip(".")
+    return message or "decoder error"
+
+
+def _mono(block: np.ndarray) -> np.ndarray:
+    """Average a [frames, channels] block to one channel, with non-finite samples zeroed."""
+    # A single NaN or Inf (a corrupt float WAV) would otherwise spread through
+    # resampling into neighbouring windows and poison a whole batch of scores;
+    # silencing that one sample keeps the rest of the recording usable.
+    if not np.isfinite(block).all():
+        np.nan_to_num(block, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+    if block.shape[1] == 1:
+        return np.ascontiguousarray(block[:, 0])
+    return block.mean(axis=1, dtype=np.float32)
+
+
+def _source_blocks(info: AudioInfo, block_frames: int) -> Iterator[tuple[np.ndarray, bool]]:
+    """Yield (mono block at the file's rate, is_last) until the decoder runs dry."""
+    with _open(info.path) as sound_file:
+        frames_read = 0
+        while True:
+            try:
+                block = sound_file.read(block_frames, dtype="float32", always_2d=True)
+            except sf.SoundFileError as error:
+                raise AudioError(
+                    f"{info.path}: decoding failed after {frames_read / info.sample_rate:.1f} s "
+                    f"({_reason(error)}); the file looks truncated or corrupt, re-export it"
+                ) from error
+            frames_read += block.shape[0]
+            is_last = block.shape[0] < block_frames
+            yield _mono(block), is_last
+            if is_last:
+                return
+
+
+def _exact_blocks(info: AudioInfo, sample_rate: int, block_s: float) -> Iterator[np.ndarray]:
+    """Resampled blocks trimmed or padded to the length the header promises."""
+    total = _samples_at(info.duration_s, sample_rate)
+    produced = 0
+    for block in _resampled_blocks(info, sample_rate, block_s):
+        block = block[: total - produced]
+        if block.size:
+            produced += block.size
+            yield block
+        if produced == total:
+            return
+    pad_samples = max(1, _samples_at(block_s, sample_rate))
+    while produced < total:
+        silence = np.zeros(min(pad_samples, total - produced), dtype=np.float32)
+        produced += silence.size
+        yield silence
+
+
+def _resampled_blocks(info: AudioInfo, sample_rate: int, block_s: float) -> Iterator[np.ndarray]:
+    """Yield the decoded recording at sample_rate, streamed through soxr."""
+    if sample_rate <= 0:
+        raise ValueError(f"sample_rate must be positive, got {sample_rate}")
+    if block_s <= 0:
+        raise ValueError(f"block_s must be positive, got {block_s}")
+    block_frames = max(1, round(block_s * info.sample_rate))
+    if info.sample_rate == sample_rate:
+        for block, _ in _source_blocks(info, block_frames):
+            yield block
+        return
+    stream = soxr.ResampleStream(info.sample_rate, sample_rate, 1, dtype="float32", quality=RESAMPLE_QUALITY)
+    for block, is_last in _source_blocks(info, block_frames):
+        # last=True flushes the filter's tail, or the final samples are lost.
+        yield stream.resample_chunk(block, last=is_last)
+
+
+def _read_mono(info: AudioInfo, first_frame: int, stop_frame: int) -> np.ndarray:
+    """Read frames [first_frame, stop_frame) as mono float32, seeking to the start."""
+    with _open(info.path) as sound_file:
+        try:
+            sound_file.seek(first_frame)
+            block = sound_file.read(stop_frame - first_frame, dtype="float32", always_2d=True)
+        except sf.SoundFileError as error:
+            raise AudioError(
+                f"{info.path}: decoding failed near {first_frame / info.sample_rate:.1f} s "
+                f"({_reason(error)}); the file looks truncated or corrupt, re-export it"
+            ) from error
+    samples = np.zeros(stop_frame - first_frame, dtype=np.float32)
+    mono = _mono(block)
+    samples[: mono.size] = mono
+    return samples
+
+
+def _samples_at(seconds: float, sample_rate: int) -> int:
+    """Whole samples in a span, rounding halves up as soxr sizes its output."""
+    return math.floor(seconds * sample_rate + 0.5)
+
+
+def _window_grid(sample_rate: int, window_s: float, overlap_s: float) -> tuple[int, int]:
+    """(window, step) in samples; everything after works in whole samples to avoid drift."""
+    if sample_rate <= 0:
+        raise ValueError(f"sample_rate must be positive, got {sample_rate}")
+    if window_s <= 0:
+        raise ValueError(f"window_s must be positive, got {window_s}")
+    if not 0 <= overlap_s < window_s:
+        raise ValueError(f"overlap_s must be at least 0 and less than window_s ({window_s:g} s), got {overlap_s:g}")
+    window_samples = _samples_at(window_s, sample_rate)
+    step_samples = window_samples - _samples_at(overlap_s, sample_rate)
+    if window_samples < 1 or step_samples < 1:
+        raise ValueError(
+            f"window_s={window_s:g} with overlap_s={overlap_s:g} leaves less than one "
+            f"sample per step at {sample_rate} Hz; use a longer window or a smaller overlap"
+        )
+    return window_samples, step_samples
+
+
+def _count(total_samples: int, window_samples: int, step_samples: int) -> int:
+    """Windows needed so the last one is the first to reach the end of the recording."""
+    if total_samples <= 0:
+        return 0
+    if total_samples <= window_samples:
+        return 1
+    return 1 + -(-(total_samples - window_samples) // step_samples)
+
+
+def _window(index: int, step_samples: int, samples: np.ndarray, sample_rate: int, duration_s: float) -> Window:
+    """A Window for the index-th step, its end clipped to the recording."""
+    start_s = index * step_samples / sample_rate
+    end_s = min(start_s + samples.size / sample_rate, duration_s)
+    return Window(start_s=start_s, end_s=end_s, samples=samples)
+
+
+def _stack(batch: list[Window]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Turn a list of windows into the arrays a model runtime consumes."""
+    starts_s = np.array([window.start_s for window in batch], dtype=np.float64)
+    ends_s = np.array([window.end_s for window in batch], dtype=np.float64)
+    samples = np.stack([window.samples for window in batch])
+    return starts_s, ends_s, samples

@@ -1,0 +1,88 @@
+"""Run everything on one machine: migrate, the admin user, static files, gunicorn and a worker cluster."""
+
+import signal
+import subprocess
+import sys
+import time
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+
+from echoroo.embedded import forget_dead_processes
+
+
+class Command(BaseCommand):
+    help = "Migrate, create the admin user, then serve web/admin/API with gunicorn beside a django-q2 worker cluster."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--bind", default="127.0.0.1:8000")
+        parser.add_argument("--web-workers", type=int, default=2)
+        parser.add_argument("--no-worker", action="store_true", help="Serve only; run `manage.py qcluster` elsewhere.")
+
+    def handle(self, *args, bind: str, web_workers: int, no_worker: bool, **options):
+        call_command("migrate", interactive=False, verbosity=0)
+        call_command("ensure_admin")
+        call_command("collectstatic", interactive=False, verbosity=0)
+        self.stdout.write(f"Database: {self._describe_database()}")
+        self.stdout.write(f"Audio root: {settings.AUDIO_ROOT}")
+
+        manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
+        commands = {
+            "web": [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "echoroo.wsgi",
+                "--bind",
+                bind,
+                "--workers",
+                str(web_workers),
+                "--threads",
+                "4",
+                "--timeout",
+                "300",
+                "--access-logfile",
+                "-",
+            ],
+        }
+        if not no_worker:
+            commands["worker"] = [*manage, "qcluster"]
+        processes = {name: subprocess.Popen(command, cwd=settings.BASE_DIR) for name, command in commands.items()}
+        self.stdout.write(self.style.SUCCESS(f"Echoroo ML is at http://{bind}/ (admin: /admin/, API: /api/v1/)"))
+
+        stopping = False
+
+        def stop(signum, frame):
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        try:
+            while not stopping:
+                for name, process in processes.items():
+                    if process.poll() is not None:
+                        self.stderr.write(f"{name} exited with status {process.returncode}; stopping.")
+                        stopping = True
+                time.sleep(0.5)
+        finally:
+            for process in processes.values():
+                if process.poll() is None:
+                    process.send_signal(signal.SIGTERM)
+            for process in processes.values():
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+            database = settings.DATABASES["default"]
+            if database["ENGINE"] == "echoroo.embedded_postgres":
+                # So that this process, the last one using the embedded server, stops it on exit.
+                forget_dead_processes(database["PGDATA"])
+        return None
+
+    def _describe_database(self) -> str:
+        database = settings.DATABASES["default"]
+        if database["ENGINE"] == "echoroo.embedded_postgres":
+            return f"embedded PostgreSQL, data in {database['PGDATA']}"
+        return f"PostgreSQL at {database.get('HOST') or 'localhost'}:{database.get('PORT') or 5432}/{database['NAME']}"
