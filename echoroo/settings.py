@@ -165,7 +165,7 @@ SPECTACULAR_SETTINGS = {
 # django-q2: the ORM broker by default (the same PostgreSQL), Redis when REDIS_URL is set.
 Q_CLUSTER = {
     "name": "echoroo",
-    "workers": int(os.environ.get("Q_WORKERS", os.cpu_count() or 1)),
+    "workers": int(os.environ.get("Q_WORKERS") or os.cpu_count() or 1),
     "timeout": int(os.environ.get("Q_TIMEOUT", 6 * 3600)),
     "retry": int(os.environ.get("Q_RETRY", 6 * 3600 + 60)),
     "max_attempts": 2,
