@@ -124,7 +124,7 @@ def test_health_check_answers_200_without_login(client):
 def test_health_check_answers_503_when_the_database_is_unreachable():
     result = run_django(
         "from django.test import Client\n"
-        "response = Client().get('/healthz')\n"
+        "response = Client(HTTP_HOST='localhost').get('/healthz')\n"
         "print(response.status_code, response.json()['status'])",
         {"DATABASE_URL": "postgres://nobody@127.0.0.1:9/nothing?connect_timeout=2"},
     )

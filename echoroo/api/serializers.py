@@ -1,0 +1,211 @@
+"""What the API reads and writes: the core domain as JSON, related rows named by uuid."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from echoroo import services
+from echoroo.models import (
+    Clip,
+    ClipAnnotation,
+    ClipPrediction,
+    Dataset,
+    ModelRun,
+    Recording,
+    Site,
+    Tag,
+)
+
+
+def by_uuid(queryset=None, **kwargs) -> serializers.SlugRelatedField:
+    """A foreign key named by its uuid; read-only unless a queryset to look it up in is given."""
+    if queryset is None:
+        return serializers.SlugRelatedField(slug_field="uuid", read_only=True, **kwargs)
+    return serializers.SlugRelatedField(slug_field="uuid", queryset=queryset, **kwargs)
+
+
+class LocatedSerializer(serializers.ModelSerializer):
+    # Latitude and longitude in range and given together, as the database requires,
+    # so that a bad location is a 400 naming the field rather than an IntegrityError.
+
+    latitude = serializers.FloatField(min_value=-90, max_value=90, allow_null=True, required=False)
+    longitude = serializers.FloatField(min_value=-180, max_value=180, allow_null=True, required=False)
+
+    def validate(self, attrs: dict) -> dict:
+        attrs = super().validate(attrs)
+        latitude = attrs.get("latitude", getattr(self.instance, "latitude", None))
+        longitude = attrs.get("longitude", getattr(self.instance, "longitude", None))
+        if (latitude is None) != (longitude is None):
+            raise serializers.ValidationError("latitude and longitude go together: give both or neither")
+        return attrs
+
+
+def username_of_creator() -> serializers.SlugRelatedField:
+    return serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True, help_text="The username of whoever created it."
+    )
+
+
+class DatasetSerializer(LocatedSerializer):
+    """A collection of recordings, with how many there are and how long they last."""
+
+    created_by = username_of_creator()
+    # Annotated by the viewset's queryset; a dataset just created has no recordings yet.
+    recording_count = serializers.IntegerField(read_only=True, default=0)
+    recording_hours = serializers.FloatField(read_only=True, default=0.0, help_text="Total duration, hours.")
+
+    class Meta:
+        model = Dataset
+        fields = [
+            "uuid",
+            "name",
+            "description",
+            "latitude",
+            "longitude",
+            "created_by",
+            "created_at",
+            "recording_count",
+            "recording_hours",
+        ]
+
+
+class SiteSerializer(LocatedSerializer):
+    """A place where recorders were deployed; its name is unique within its dataset."""
+
+    dataset = by_uuid(Dataset.objects.all())
+
+    class Meta:
+        model = Site
+        fields = ["uuid", "dataset", "name", "latitude", "longitude", "created_at"]
+
+    def validate_dataset(self, dataset: Dataset) -> Dataset:
+        if self.instance is not None and dataset != self.instance.dataset:
+            raise serializers.ValidationError(
+                "a site cannot move to another dataset: its recordings stay in this one; create a new site there"
+            )
+        return dataset
+
+
+class RecordingSerializer(serializers.ModelSerializer):
+    dataset = by_uuid()
+    site = by_uuid(allow_null=True)
+
+    class Meta:
+        model = Recording
+        fields = [
+            "uuid",
+            "dataset",
+            "site",
+            "path",
+            "sha256",
+            "duration",
+            "samplerate",
+            "channels",
+            "recorded_at",
+            "latitude",
+            "longitude",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class ClipSerializer(serializers.ModelSerializer):
+    recording = by_uuid()
+
+    class Meta:
+        model = Clip
+        fields = ["uuid", "recording", "start_time", "end_time"]
+        read_only_fields = fields
+
+
+class TagSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Tag
+        fields = ["uuid", "key", "value"]
+
+
+class ModelRunSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ModelRun
+        fields = [
+            "uuid",
+            "name",
+            "version",
+            "description",
+            "config",
+            "embedding_dimension",
+            "segment_duration",
+            "sample_rate",
+            "created_at",
+        ]
+        # The ranges the database's constraints require, checked here so they are a 400, not a 500.
+        extra_kwargs = {"embedding_dimension": {"min_value": 1, "max_value": 16000}}
+
+    def validate_segment_duration(self, seconds: float | None) -> float | None:
+        if seconds is not None and seconds <= 0:
+            raise serializers.ValidationError("the window length must be positive (seconds)")
+        return seconds
+
+
+class PredictionClipSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Clip
+        fields = ["uuid", "start_time", "end_time"]
+        read_only_fields = fields
+
+
+class PredictionModelRunSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ModelRun
+        fields = ["uuid", "name", "version"]
+        read_only_fields = fields
+
+
+class ScoredTagSerializer(serializers.Serializer):
+    """One ClipPredictionTag row: the tag and the model's score for it."""
+
+    key = serializers.CharField(source="tag.key", read_only=True)
+    value = serializers.CharField(source="tag.value", read_only=True)
+    score = serializers.FloatField(read_only=True)
+
+
+class ClipPredictionSerializer(serializers.ModelSerializer):
+    clip = PredictionClipSerializer(read_only=True)
+    recording = serializers.UUIDField(source="clip.recording.uuid", read_only=True)
+    model_run = PredictionModelRunSerializer(read_only=True)
+    tags = ScoredTagSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = ClipPrediction
+        fields = ["uuid", "clip", "recording", "model_run", "tags", "created_at"]
+        read_only_fields = fields
+
+
+key_max_length = Tag._meta.get_field("key").max_length
+value_max_length = Tag._meta.get_field("value").max_length
+
+
+class AnnotationTagSerializer(serializers.Serializer):
+    """A tag given by key and value; it is created if it does not exist yet."""
+
+    key = serializers.CharField(source="tag.key", max_length=key_max_length)
+    value = serializers.CharField(source="tag.value", max_length=value_max_length)
+
+
+class ClipAnnotationSerializer(serializers.ModelSerializer):
+    # A text box in the browsable API: a <select> of every clip would be useless.
+    clip = by_uuid(Clip.objects.all(), style={"base_template": "input.html"})
+    created_by = username_of_creator()
+    tags = AnnotationTagSerializer(many=True, required=False)
+
+    class Meta:
+        model = ClipAnnotation
+        fields = ["uuid", "clip", "notes", "tags", "created_by", "created_at"]
+
+    def create(self, validated_data: dict) -> ClipAnnotation:
+        return services.annotate_clip(
+            validated_data["clip"],
+            by=validated_data["created_by"],
+            notes=validated_data.get("notes", ""),
+            tags=[(item["tag"]["key"], item["tag"]["value"]) for item in validated_data.get("tags", [])],
+        )

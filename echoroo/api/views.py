@@ -1,0 +1,138 @@
+"""API viewsets: each declares its queryset, serializer, filters, pagination and permissions.
+
+Every endpoint needs a logged-in user (session or token). Recordings, clips and
+predictions are read-only here: the import command and the inference jobs write them.
+"""
+
+from __future__ import annotations
+
+from django.db.models import Aggregate, Count, OuterRef, Prefetch, Subquery, Sum, Value
+from django.db.models.functions import Coalesce
+from rest_framework import mixins, viewsets
+from rest_framework.permissions import IsAuthenticated
+
+from echoroo.api import filters, serializers
+from echoroo.api.pagination import NewestFirstCursorPagination, OldestFirstCursorPagination
+from echoroo.models import (
+    Clip,
+    ClipAnnotation,
+    ClipAnnotationTag,
+    ClipPrediction,
+    ClipPredictionTag,
+    Dataset,
+    ModelRun,
+    Recording,
+    Site,
+    Tag,
+)
+
+SECONDS_PER_HOUR = 3600.0
+
+
+def of_dataset(aggregate: Aggregate, *, empty: int | float) -> Coalesce:
+    """An aggregate of one dataset's recordings, computed for the datasets of the page only."""
+    # A subquery rather than a join + GROUP BY, so the paginator's COUNT(*) never reads recordings.
+    recordings = Recording.objects.filter(dataset=OuterRef("pk")).order_by().values("dataset")
+    return Coalesce(Subquery(recordings.annotate(total=aggregate).values("total")), Value(empty))
+
+
+class DatasetViewSet(viewsets.ModelViewSet):
+    queryset = Dataset.objects.select_related("created_by").annotate(
+        recording_count=of_dataset(Count("pk"), empty=0),
+        recording_hours=of_dataset(Sum("duration"), empty=0.0) / SECONDS_PER_HOUR,
+    )
+    serializer_class = serializers.DatasetSerializer
+    permission_classes = [IsAuthenticated]
+    lookup_field = "uuid"
+
+    def perform_create(self, serializer):
+        serializer.save(created_by=self.request.user)
+
+
+class SiteViewSet(viewsets.ModelViewSet):
+    queryset = Site.objects.select_related("dataset")
+    serializer_class = serializers.SiteSerializer
+    filterset_class = filters.SiteFilter
+    permission_classes = [IsAuthenticated]
+    lookup_field = "uuid"
+
+
+class TagViewSet(
+    mixins.CreateModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.UpdateModelMixin,
+    mixins.ListModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Tags are kept: predictions and annotations refer to them (on_delete=PROTECT)."""
+
+    queryset = Tag.objects.all()
+    serializer_class = serializers.TagSerializer
+    filterset_class = filters.TagFilter
+    permission_classes = [IsAuthenticated]
+    lookup_field = "uuid"
+
+
+class ModelRunViewSet(
+    mixins.CreateModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.UpdateModelMixin,
+    mixins.ListModelMixin,
+    viewsets.GenericViewSet,
+):
+    """No delete: a model run is an embedding space that owns its predictions and embeddings."""
+
+    queryset = ModelRun.objects.all()
+    serializer_class = serializers.ModelRunSerializer
+    filterset_class = filters.ModelRunFilter
+    permission_classes = [IsAuthenticated]
+    lookup_field = "uuid"
+
+
+class RecordingViewSet(viewsets.ReadOnlyModelViewSet):
+    queryset = Recording.objects.select_related("dataset", "site")
+    serializer_class = serializers.RecordingSerializer
+    filterset_class = filters.RecordingFilter
+    pagination_class = OldestFirstCursorPagination
+    permission_classes = [IsAuthenticated]
+    lookup_field = "uuid"
+
+
+class ClipViewSet(viewsets.ReadOnlyModelViewSet):
+    queryset = Clip.objects.select_related("recording")
+    serializer_class = serializers.ClipSerializer
+    filterset_class = filters.ClipFilter
+    pagination_class = OldestFirstCursorPagination
+    permission_classes = [IsAuthenticated]
+    lookup_field = "uuid"
+
+
+class ClipPredictionViewSet(viewsets.ReadOnlyModelViewSet):
+    # One query for the page and one for its tags, however long the page.
+    queryset = ClipPrediction.objects.select_related("clip__recording", "model_run").prefetch_related(
+        Prefetch("tags", queryset=ClipPredictionTag.objects.select_related("tag").order_by("-score", "tag__value"))
+    )
+    serializer_class = serializers.ClipPredictionSerializer
+    filterset_class = filters.ClipPredictionFilter
+    pagination_class = OldestFirstCursorPagination
+    permission_classes = [IsAuthenticated]
+    lookup_field = "uuid"
+
+
+class ClipAnnotationViewSet(
+    mixins.CreateModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.ListModelMixin,
+    viewsets.GenericViewSet,
+):
+    queryset = ClipAnnotation.objects.select_related("clip", "created_by").prefetch_related(
+        Prefetch("tags", queryset=ClipAnnotationTag.objects.select_related("tag").order_by("id"))
+    )
+    serializer_class = serializers.ClipAnnotationSerializer
+    filterset_class = filters.ClipAnnotationFilter
+    pagination_class = NewestFirstCursorPagination
+    permission_classes = [IsAuthenticated]
+    lookup_field = "uuid"
+
+    def perform_create(self, serializer):
+        serializer.save(created_by=self.request.user)
