@@ -60,6 +60,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_q",
     "echoroo",
+    "embeddings",
 ]
 
 MIDDLEWARE = [

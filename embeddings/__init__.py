@@ -1,0 +1,1 @@
+"""Embedding vectors of clips and sound events (pgvector halfvec), and their bulk storage."""

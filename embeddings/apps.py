@@ -1,0 +1,7 @@
+"""The embeddings app."""
+
+from django.apps import AppConfig
+
+
+class EmbeddingsConfig(AppConfig):
+    name = "embeddings"
