@@ -42,7 +42,7 @@ def ensure_server(pgdata: Path, database: str, *, cleanup: str | None = "stop") 
         socket_dir = Path(server.get_postmaster_info().socket_dir)
         _create_database(socket_dir, database)
         _ready[pgdata] = socket_dir
-        logger.info("embedded PostgreSQL running in %s (socket %s)", pgdata, socket_dir)
+        logger.debug("embedded PostgreSQL running in %s (socket %s)", pgdata, socket_dir)
         return socket_dir
 
 

@@ -45,6 +45,9 @@ AUDIO_ROOT = Path(os.environ.get("AUDIO_ROOT", BASE_DIR / "var" / "audio")).reso
 # Where local state lives: the embedded database, caches.
 VAR_DIR = Path(os.environ.get("ECHOROO_VAR_DIR", BASE_DIR / "var")).resolve()
 PERCH_MODEL = os.environ.get("PERCH_MODEL", "")
+# Threads of each worker's BirdNET interpreter: 1, with one worker process per core, is the
+# fastest on a CPU host (measured: DESIGN.md).
+BIRDNET_THREADS = int(os.environ.get("BIRDNET_THREADS") or 1)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -61,6 +64,7 @@ INSTALLED_APPS = [
     "django_q",
     "echoroo",
     "embeddings",
+    "inference",
 ]
 
 MIDDLEWARE = [

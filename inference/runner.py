@@ -1,0 +1,236 @@
+"""The work of one task: run a job's model over one recording and store the results, exactly once."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Count
+from django.utils import timezone
+
+from echoroo.audio import AudioError
+from inference.config import InferenceConfig
+from inference.models import InferenceJob, JobRecording
+from inference.pipeline import Cancelled, DetectionMerger, PipelineOptions, analyze
+from inference.runtimes import ModelRuntime, get_runtime
+from inference.runtimes.week import ALL_YEAR, birdnet_week
+from inference.storage import RecordingResults, store_recording_results
+
+logger = logging.getLogger(__name__)
+
+# How often a running task reports progress and looks for a cancel, in seconds.
+PROGRESS_EVERY_S = 1.0
+
+
+def load_runtime(model_name: str, config: InferenceConfig) -> ModelRuntime:
+    """The model of a job, loaded once per worker process and kept."""
+    if model_name == "birdnet":
+        return get_runtime("birdnet", sensitivity=config.sensitivity, num_threads=settings.BIRDNET_THREADS)
+    if model_name == "perch":
+        return get_runtime("perch", model=settings.PERCH_MODEL or None)
+    return get_runtime(model_name)
+
+
+def allowed_labels(runtime: ModelRuntime, config: InferenceConfig, job_recording: JobRecording) -> frozenset | None:
+    """The labels a recording may get: a custom list, else the model's species filter at its place and week."""
+    if config.custom_species_list:
+        return runtime.label_indices(config.custom_species_list)
+    if not config.use_metadata_filter:
+        return None
+    location = recording_location(job_recording.recording, config)
+    if location is None:
+        return None
+    return runtime.species_filter(
+        *location, recording_week(job_recording.recording, config), threshold=config.species_filter_threshold
+    )
+
+
+def recording_location(recording, config: InferenceConfig) -> tuple[float, float] | None:
+    """The job's override, else the recording's own place, else its site's, else its dataset's default."""
+    for place in (config, recording, recording.site, recording.dataset):
+        if place is not None and place.latitude is not None and place.longitude is not None:
+            return place.latitude, place.longitude
+    return None
+
+
+def recording_week(recording, config: InferenceConfig) -> int:
+    if config.week is not None:
+        return config.week
+    if recording.recorded_at is not None:
+        return birdnet_week(timezone.localtime(recording.recorded_at).date())
+    return ALL_YEAR
+
+
+def run_job_recording(job_id: int, recording_id: int) -> str:
+    """Process one recording of a job; returns its final state. Safe to run twice."""
+    job_recording = _claim(job_id, recording_id)
+    if job_recording is None:
+        return "skipped"
+    job = job_recording.job
+    try:
+        config = InferenceConfig(**{**job.config, "custom_species_list": job.config.get("custom_species_list")})
+        runtime = load_runtime(job.model_run.name, config)
+        options = PipelineOptions(
+            confidence_threshold=config.confidence_threshold,
+            overlap_s=config.overlap,
+            batch_size=config.batch_size,
+            allowed_labels=allowed_labels(runtime, config, job_recording),
+            keep_embeddings=config.store_embeddings,
+        )
+        results = _analyse(runtime, job_recording, options)
+        store_recording_results(
+            recording_id,
+            job.model_run_id,
+            results,
+            store_predictions=config.store_predictions,
+            store_embeddings_too=config.store_embeddings,
+        )
+        state = JobRecording.Status.DONE
+        error = ""
+    except Cancelled:
+        state, error = JobRecording.Status.CANCELLED, ""
+    except (AudioError, FileNotFoundError, PermissionError, IsADirectoryError) as failure:
+        state, error = JobRecording.Status.FAILED, str(failure)
+    except Exception as failure:  # one bad recording fails that recording, never the job
+        logger.exception("job %s, recording %s failed", job_id, recording_id)
+        state, error = JobRecording.Status.FAILED, f"{type(failure).__name__}: {failure}"
+    _finish_recording(job_recording, state, error)
+    return state
+
+
+def _claim(job_id: int, recording_id: int) -> JobRecording | None:
+    with transaction.atomic():
+        job_recording = (
+            JobRecording.objects.select_for_update(of=("self",))
+            .select_related("job__model_run", "recording__site", "recording__dataset")
+            .filter(job_id=job_id, recording_id=recording_id)
+            .first()
+        )
+        if job_recording is None or job_recording.status in (
+            JobRecording.Status.DONE,
+            JobRecording.Status.FAILED,
+            JobRecording.Status.CANCELLED,
+        ):
+            return None
+        if job_recording.job.status == InferenceJob.Status.CANCELLED:
+            job_recording.status = JobRecording.Status.CANCELLED
+            job_recording.save(update_fields=["status"])
+            return None
+        job_recording.status = JobRecording.Status.RUNNING
+        job_recording.attempts += 1
+        job_recording.processed_clips = 0
+        job_recording.started_at = timezone.now()
+        job_recording.save(update_fields=["status", "attempts", "processed_clips", "started_at"])
+    _update_job_progress(job_id)
+    return job_recording
+
+
+def _analyse(runtime: ModelRuntime, job_recording: JobRecording, options: PipelineOptions) -> RecordingResults:
+    starts, ends, hits, embeddings = [], [], [], []
+    merger = DetectionMerger()
+    detections = []
+    processed = 0
+    last_report = time.monotonic()
+
+    def should_stop() -> bool:
+        return InferenceJob.objects.filter(pk=job_recording.job_id, status=InferenceJob.Status.CANCELLED).exists()
+
+    path = job_recording.recording.absolute_path
+    for batch in analyze(runtime, path, options):
+        starts.append(batch.starts_s)
+        ends.append(batch.ends_s)
+        hits.extend(batch.hits)
+        if batch.embeddings is not None:
+            embeddings.append(batch.embeddings.astype(np.float16))
+        detections.extend(merger.add(batch))
+        processed += len(batch)
+        if time.monotonic() - last_report >= PROGRESS_EVERY_S:
+            last_report = time.monotonic()
+            _report(job_recording, processed)
+            if should_stop():
+                raise Cancelled()
+    detections.extend(merger.finish())
+    _report(job_recording, processed)
+    return RecordingResults(
+        starts_s=np.concatenate(starts) if starts else np.zeros(0),
+        ends_s=np.concatenate(ends) if ends else np.zeros(0),
+        hits=hits,
+        embeddings=np.concatenate(embeddings) if embeddings else None,
+        detections=detections,
+        label_names=tuple(label.name for label in runtime.labels),
+    )
+
+
+def _report(job_recording: JobRecording, processed: int) -> None:
+    # The header's length sets total_clips; never report more than that.
+    processed = min(processed, job_recording.total_clips)
+    JobRecording.objects.filter(pk=job_recording.pk).update(processed_clips=processed)
+    _update_job_progress(job_recording.job_id)
+
+
+def _update_job_progress(job_id: int) -> None:
+    """Recompute the job's figures from its recordings: exact even when a task ran twice."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE inference_inferencejob j SET processed_clips = s.processed, "
+            " progress = CASE WHEN j.total_clips > 0 THEN LEAST(100.0, 100.0 * s.processed / j.total_clips) "
+            "            ELSE j.progress END "
+            "FROM (SELECT COALESCE(SUM(processed_clips), 0) AS processed FROM inference_jobrecording "
+            "      WHERE job_id = %s) s WHERE j.id = %s",
+            [job_id, job_id],
+        )
+
+
+def _finish_recording(job_recording: JobRecording, state: str, error: str) -> None:
+    fields = {"status": state, "error_message": error[:2000], "finished_at": timezone.now()}
+    if state == JobRecording.Status.DONE:
+        fields["processed_clips"] = job_recording.total_clips
+    JobRecording.objects.filter(pk=job_recording.pk).update(**fields)
+    _update_job_progress(job_recording.job_id)
+    finish_job_if_done(job_recording.job_id)
+
+
+def finish_job_if_done(job_id: int) -> None:
+    """When no recording is left to do, the job is completed, or failed if every recording failed."""
+    with transaction.atomic():
+        job = InferenceJob.objects.select_for_update().get(pk=job_id)
+        if job.is_finished and job.status != InferenceJob.Status.CANCELLED:
+            return
+        states = dict(
+            JobRecording.objects.filter(job_id=job_id)
+            .order_by()
+            .values("status")
+            .annotate(n=Count("id"))
+            .values_list("status", "n")
+        )
+        if states.get(JobRecording.Status.PENDING) or states.get(JobRecording.Status.RUNNING):
+            return
+        if job.status == InferenceJob.Status.CANCELLED:
+            if not job.completed_at:
+                job.completed_at = timezone.now()
+                job.save(update_fields=["completed_at"])
+            return
+        failed = states.get(JobRecording.Status.FAILED, 0)
+        total = sum(states.values())
+        job.completed_at = timezone.now()
+        if total and failed == total:
+            job.status = InferenceJob.Status.FAILED
+        else:
+            job.status = InferenceJob.Status.COMPLETED
+            job.progress = 100.0
+            job.processed_clips = job.total_clips
+        job.error_message = _failure_summary(job_id, failed, total) if failed else ""
+        job.save(update_fields=["status", "completed_at", "error_message", "progress", "processed_clips"])
+
+
+def _failure_summary(job_id: int, failed: int, total: int) -> str:
+    first = (
+        JobRecording.objects.filter(job_id=job_id, status=JobRecording.Status.FAILED)
+        .select_related("recording")
+        .order_by("id")
+        .first()
+    )
+    return f"{failed} of {total} recordings failed; first: {first.recording.path}: {first.error_message}"

