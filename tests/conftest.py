@@ -47,3 +47,36 @@ def api_client(user):
     client = APIClient()
     client.force_authenticate(user)
     return client
+
+
+def import_field_recordings(audio_root: Path, names: list[str], *, dataset: str = "Field season", **site) -> object:
+    """Copy recordings from ../shared/data into AUDIO_ROOT and import them; returns the dataset."""
+    import shutil
+
+    from echoroo.importing import import_recordings
+
+    folder = audio_root / dataset.replace(" ", "_")
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        shutil.copy(SHARED_DATA / name, folder / name)
+    report = import_recordings([folder], dataset=dataset, **site)
+    assert not report.failures, report.failures
+    return report.dataset
+
+
+@pytest.fixture
+def field_dataset(db, audio_root):
+    """A dataset of two real recordings (1min.wav, rugr_drum.wav) at a site in New York state."""
+    return import_field_recordings(
+        audio_root,
+        ["1min.wav", "rugr_drum.wav"],
+        site="North transect",
+        latitude=42.47,
+        longitude=-76.45,
+    )
+
+
+@pytest.fixture
+def field_recording(field_dataset):
+    """1min.wav: one minute of a field recording with birds (32 kHz)."""
+    return field_dataset.recordings.get(path__endswith="1min.wav")
