@@ -90,6 +90,7 @@ class JobRecording(models.Model):
     processed_clips = models.PositiveIntegerField(default=0)
     error_message = models.TextField(blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
+    worker = models.CharField(max_length=200, blank=True, help_text="host:pid of the last worker that took it.")
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

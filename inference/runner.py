@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 
 import numpy as np
@@ -28,7 +30,12 @@ PROGRESS_EVERY_S = 1.0
 def load_runtime(model_name: str, config: InferenceConfig) -> ModelRuntime:
     """The model of a job, loaded once per worker process and kept."""
     if model_name == "birdnet":
-        return get_runtime("birdnet", sensitivity=config.sensitivity, num_threads=settings.BIRDNET_THREADS)
+        return get_runtime(
+            "birdnet",
+            sensitivity=config.sensitivity,
+            num_threads=settings.BIRDNET_THREADS,
+            cache_dir=settings.MODEL_CACHE_DIR,
+        )
     if model_name == "perch":
         return get_runtime("perch", model=settings.PERCH_MODEL or None)
     return get_runtime(model_name)
@@ -123,7 +130,8 @@ def _claim(job_id: int, recording_id: int) -> JobRecording | None:
         job_recording.attempts += 1
         job_recording.processed_clips = 0
         job_recording.started_at = timezone.now()
-        job_recording.save(update_fields=["status", "attempts", "processed_clips", "started_at"])
+        job_recording.worker = f"{socket.gethostname()}:{os.getpid()}"
+        job_recording.save(update_fields=["status", "attempts", "processed_clips", "started_at", "worker"])
     _update_job_progress(job_id)
     return job_recording
 

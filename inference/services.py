@@ -119,7 +119,10 @@ def start_job(job: InferenceJob, *, by=None, sync: bool = False) -> InferenceJob
         job.started_at = timezone.now()
         job.save(update_fields=["total_clips", "status", "started_at"])
         recording_ids = [row.recording_id for row in rows]
-        transaction.on_commit(lambda: _dispatch(job.pk, recording_ids, sync=sync))
+        if not sync:
+            transaction.on_commit(lambda: _enqueue(job.pk, recording_ids))
+    if sync:
+        _run_here(job.pk, recording_ids)
     if not recording_ids:
         from inference.runner import finish_job_if_done
 
@@ -165,7 +168,10 @@ def retry_failed(job: InferenceJob, *, by=None, sync: bool = False) -> Inference
         job.completed_at = None
         job.error_message = ""
         job.save(update_fields=["status", "completed_at", "error_message"])
-        transaction.on_commit(lambda: _dispatch(job.pk, again, sync=sync))
+        if not sync:
+            transaction.on_commit(lambda: _enqueue(job.pk, again))
+    if sync:
+        _run_here(job.pk, again)
     job.refresh_from_db()
     return job
 
@@ -175,13 +181,16 @@ def _check_may_change(job: InferenceJob, by) -> None:
         raise PermissionDenied("only staff or the job's creator may start, cancel or retry it")
 
 
-def _dispatch(job_id: int, recording_ids: list[int], *, sync: bool) -> None:
+def _run_here(job_id: int, recording_ids: list[int]) -> None:
+    """Run a job's recordings in this process, without a worker (`infer --sync`, tests)."""
     from inference.runner import run_job_recording
 
-    if sync:
-        for recording_id in recording_ids:
-            run_job_recording(job_id, recording_id)
-        return
+    for recording_id in recording_ids:
+        run_job_recording(job_id, recording_id)
+
+
+def _enqueue(job_id: int, recording_ids: list[int]) -> None:
+    """One django-q2 task per recording; any worker of any cluster sharing the database takes it."""
     from django_q.tasks import async_task
 
     for recording_id in recording_ids:

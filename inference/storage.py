@@ -149,10 +149,13 @@ def _replace_detections(cursor, recording_id, model_run_id, detections: list[Det
     and model run are deleted first; the advisory lock above makes that safe.
     """
     cursor.execute(
-        "DELETE FROM echoroo_soundevent WHERE id IN ("
-        " SELECT p.sound_event_id FROM echoroo_soundeventprediction p"
-        " JOIN echoroo_soundevent e ON e.id = p.sound_event_id"
-        " WHERE p.model_run_id = %s AND e.recording_id = %s)",
+        "WITH doomed AS ("
+        "  SELECT p.id, p.sound_event_id FROM echoroo_soundeventprediction p"
+        "  JOIN echoroo_soundevent e ON e.id = p.sound_event_id WHERE p.model_run_id = %s AND e.recording_id = %s),"
+        " tags AS (DELETE FROM echoroo_soundeventpredictiontag"
+        "          WHERE sound_event_prediction_id IN (SELECT id FROM doomed)),"
+        " predictions AS (DELETE FROM echoroo_soundeventprediction WHERE id IN (SELECT id FROM doomed))"
+        " DELETE FROM echoroo_soundevent WHERE id IN (SELECT sound_event_id FROM doomed)",
         [model_run_id, recording_id],
     )
     if not detections:
