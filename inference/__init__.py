@@ -1,0 +1,1 @@
+"""Inference: jobs, the model runtime layer, the pipeline and its tasks."""
