@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from django.conf import settings
 from django.db.models import Count
 
 from echoroo.models import Clip, ClipPrediction, ClipPredictionTag, SoundEvent, SoundEventPrediction, Tag
@@ -218,7 +219,7 @@ def test_window_results_match_the_pipeline_directly(field_recording, audio_root)
     from inference.runtimes import get_runtime
 
     run(field_recording, use_metadata_filter=False)
-    runtime = get_runtime("birdnet", sensitivity=1.0, num_threads=1, cache_dir=None)
+    runtime = get_runtime("birdnet", sensitivity=1.0, num_threads=1, cache_dir=settings.MODEL_CACHE_DIR)
     expected = {
         (d.start_s, runtime.labels[d.label_index].name): d.score
         for d in run_recording(

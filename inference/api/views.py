@@ -1,0 +1,98 @@
+"""The jobs endpoints (seed-design.md §5.1): create, list, show, cancel, start and retry a job.
+
+Any logged-in user may create and see jobs; only staff or a job's creator may start, cancel or
+retry it (the services decide, and their PermissionDenied is a 403). Errors: see inference.api.errors.
+"""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.response import Response
+
+from inference import services
+from inference.api.errors import as_api_error
+from inference.api.filters import InferenceJobFilter
+from inference.api.serializers import InferenceJobDetailSerializer, InferenceJobSerializer
+from inference.config import ConfigError
+from inference.models import InferenceJob
+
+VALIDATION_ERROR = OpenApiResponse(
+    description='Bad settings: {field: [message]}, with the config\'s settings under "config".'
+)
+FORBIDDEN = OpenApiResponse(description="Only staff or the job's creator may do this.")
+CONFLICT = OpenApiResponse(description='The job\'s status does not allow this: {"status": [message]}.')
+JOB_ACCEPTED = OpenApiResponse(InferenceJobDetailSerializer, description="Accepted: the job, its tasks queued.")
+
+
+@extend_schema_view(
+    create=extend_schema(
+        summary="Create a job on a dataset or a recording",
+        description='The job is pending until started; with "start": true it is started at once.',
+        responses={201: InferenceJobSerializer, 400: VALIDATION_ERROR},
+    ),
+    list=extend_schema(summary="List jobs, newest first"),
+    retrieve=extend_schema(summary="A job's status and progress, with its recordings' states"),
+    destroy=extend_schema(
+        summary="Cancel a job",
+        description="The job stops between batches; finished recordings keep their results. The job stays "
+        "(so this answers 200 with it, not 204); cancelling a finished job changes nothing.",
+        request=None,
+        responses={200: InferenceJobDetailSerializer, 403: FORBIDDEN},
+    ),
+)
+class InferenceJobViewSet(
+    mixins.CreateModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.ListModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    queryset = InferenceJob.objects.select_related("model_run", "dataset", "recording", "created_by")
+    serializer_class = InferenceJobSerializer
+    filterset_class = InferenceJobFilter
+    permission_classes = [IsAuthenticated]
+    lookup_field = "uuid"
+
+    def get_serializer_class(self) -> type[InferenceJobSerializer]:
+        return InferenceJobSerializer if self.action in ("create", "list") else InferenceJobDetailSerializer
+
+    def perform_create(self, serializer: InferenceJobSerializer) -> None:
+        job = serializer.save(created_by=self.request.user)
+        if serializer.validated_data["start"]:
+            serializer.instance = self._call(services.start_job, job)
+
+    def destroy(self, request, *args, **kwargs) -> Response:
+        job = services.cancel_job(self.get_object(), by=request.user)
+        return Response(self.get_serializer(job).data, status=status.HTTP_200_OK)
+
+    @extend_schema(
+        summary="Start a pending job",
+        description="Queues one task per recording; workers run them.",
+        request=None,
+        responses={202: JOB_ACCEPTED, 403: FORBIDDEN, 409: CONFLICT},
+    )
+    @action(detail=True, methods=["post"])
+    def start(self, request, uuid=None) -> Response:
+        job = self._call(services.start_job, self.get_object())
+        return Response(self.get_serializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        summary="Run again the recordings that failed or were cancelled",
+        description="For a finished job; one with nothing to retry is returned unchanged.",
+        request=None,
+        responses={202: JOB_ACCEPTED, 403: FORBIDDEN, 409: CONFLICT},
+    )
+    @action(detail=True, methods=["post"])
+    def retry(self, request, uuid=None) -> Response:
+        job = self._call(services.retry_failed, self.get_object())
+        return Response(self.get_serializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+    def _call(self, service, job: InferenceJob) -> InferenceJob:
+        """Start or retry a job as the requesting user; a job in the wrong state is a 409."""
+        try:
+            return service(job, by=self.request.user)
+        except ConfigError as error:
+            raise as_api_error(error) from error

@@ -1,0 +1,203 @@
+"""Jobs run by real django-q2 clusters in other processes: results, a SIGKILL mid-task, two clusters."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from django.conf import settings
+from django.db import connection
+
+from echoroo.models import Clip, ClipPredictionTag, SoundEventPrediction
+from embeddings.models import ClipEmbedding
+from inference import services
+from inference.models import InferenceJob, JobRecording
+from tests.conftest import SHARED_DATA
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+# A task that dies is delivered again once this many seconds have passed.
+RETRY_S = 25
+
+
+class Cluster:
+    """`manage.py qcluster` in its own session, on the test database."""
+
+    def __init__(self, workers: int = 1):
+        db = connection.settings_dict
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "echoroo.settings",
+            "DATABASE_URL": f"postgres://{db['USER']}@/{db['NAME']}?host={db['HOST']}",
+            "AUDIO_ROOT": str(settings.AUDIO_ROOT),
+            "ECHOROO_CACHE_DIR": str(settings.MODEL_CACHE_DIR),
+            "Q_WORKERS": str(workers),
+            "Q_TIMEOUT": str(RETRY_S - 5),
+            "Q_RETRY": str(RETRY_S),
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", "qcluster"],
+            cwd=ROOT,
+            env=env,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def pids(self) -> set[int]:
+        import psutil
+
+        try:
+            parent = psutil.Process(self.process.pid)
+            return {parent.pid, *(child.pid for child in parent.children(recursive=True))}
+        except psutil.NoSuchProcess:
+            return set()
+
+    def kill(self) -> None:
+        """SIGKILL the whole cluster, mid-task: nothing gets to clean up."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture
+def clusters():
+    started: list[Cluster] = []
+
+    def start(workers: int = 1) -> Cluster:
+        cluster = Cluster(workers)
+        started.append(cluster)
+        return cluster
+
+    yield start
+    for cluster in started:
+        cluster.stop()
+
+
+def wait_for(condition, timeout_s: float, what: str):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
+
+
+def finished(job: InferenceJob) -> InferenceJob | None:
+    job.refresh_from_db()
+    return job if job.is_finished else None
+
+
+def rows() -> dict:
+    """Everything a job stores, as comparable values (no ids)."""
+    return {
+        "clips": sorted(Clip.objects.values_list("recording__path", "start_time", "end_time")),
+        "tags": sorted(
+            (path, start, value, round(score, 6))
+            for path, start, value, score in ClipPredictionTag.objects.values_list(
+                "clip_prediction__clip__recording__path", "clip_prediction__clip__start_time", "tag__value", "score"
+            )
+        ),
+        "detections": SoundEventPrediction.objects.count(),
+        "embeddings": ClipEmbedding.objects.count(),
+    }
+
+
+def clean_run_rows(job: InferenceJob) -> dict:
+    """The rows the same job gives when run in one process from scratch."""
+    Clip.objects.all().delete()
+    SoundEventPrediction.objects.all().delete()
+    clean = services.create_job(
+        model_name="birdnet",
+        dataset=job.dataset,
+        recording=job.recording,
+        config=job.config,
+    )
+    assert services.start_job(clean, sync=True).status == InferenceJob.Status.COMPLETED
+    return rows()
+
+
+@pytest.fixture
+def long_dataset(audio_root):
+    """Five minutes of field audio (1min.wav looped, each minute a little quieter) and rugr_drum.wav."""
+    from tests.conftest import import_field_recordings
+
+    signal_, rate = sf.read(SHARED_DATA / "1min.wav", dtype="float32")
+    looped = np.concatenate([signal_ * (1 - 0.05 * i) for i in range(5)])
+    folder = audio_root / "Long"
+    folder.mkdir()
+    sf.write(folder / "five_minutes.wav", looped, rate)
+    return import_field_recordings(audio_root, ["rugr_drum.wav"], dataset="Long")
+
+
+def test_a_cluster_runs_a_job_to_completion(field_dataset, clusters):
+    job = services.create_job(model_name="birdnet", dataset=field_dataset, config={"confidence_threshold": 0.25})
+    job = services.start_job(job)
+    clusters(workers=2)
+    job = wait_for(lambda: finished(job), 180, "the job to finish")
+    assert job.status == InferenceJob.Status.COMPLETED and job.progress == 100
+    assert set(job.job_recordings.values_list("status", flat=True)) == {JobRecording.Status.DONE}
+    assert ClipEmbedding.objects.count() == 24
+    by_cluster = rows()
+    assert by_cluster == clean_run_rows(job)
+
+
+def test_a_worker_killed_mid_task_is_redone_once_with_the_same_rows(long_dataset, clusters):
+    job = services.create_job(model_name="birdnet", dataset=long_dataset, config={"confidence_threshold": 0.25})
+    job = services.start_job(job)
+    first = clusters(workers=1)
+    long_one = JobRecording.objects.get(job=job, recording__path__endswith="five_minutes.wav")
+
+    def midway():
+        long_one.refresh_from_db()
+        return long_one.status == JobRecording.Status.RUNNING and 0 < long_one.processed_clips < long_one.total_clips
+
+    wait_for(midway, 120, "the long recording to be half-way")
+    first.kill()
+    assert not Clip.objects.filter(recording=long_one.recording).exists(), "nothing half-written"
+
+    clusters(workers=1)
+    job = wait_for(lambda: finished(job), RETRY_S + 180, "the job to finish after the restart")
+    assert job.status == InferenceJob.Status.COMPLETED
+    long_one.refresh_from_db()
+    assert long_one.status == JobRecording.Status.DONE and long_one.attempts == 2
+    assert job.processed_clips == job.total_clips == 100 + 4
+    after_kill = rows()
+    assert after_kill["embeddings"] == 104
+    assert after_kill == clean_run_rows(job)
+
+
+def test_two_clusters_share_one_job_without_duplicates(audio_root, clusters):
+    from tests.conftest import import_field_recordings
+
+    signal_, rate = sf.read(SHARED_DATA / "rugr_drum.wav", dtype="float32")
+    folder = audio_root / "Many"
+    folder.mkdir()
+    for i in range(8):
+        sf.write(folder / f"drum_{i}.wav", signal_ * (1 - 0.02 * i), rate)
+    dataset = import_field_recordings(audio_root, ["1min.wav"], dataset="Many")
+    job = services.start_job(services.create_job(model_name="birdnet", dataset=dataset, config={}))
+    a, b = clusters(workers=1), clusters(workers=1)
+    job = wait_for(lambda: finished(job), 240, "the job to finish")
+    assert job.status == InferenceJob.Status.COMPLETED
+    recordings = list(job.job_recordings.values_list("attempts", "worker"))
+    assert len(recordings) == 9 and {attempts for attempts, _ in recordings} == {1}
+    worker_pids = {int(worker.rsplit(":", 1)[1]) for _, worker in recordings}
+    assert worker_pids & a.pids() and worker_pids & b.pids(), "both clusters took part"
+    assert ClipEmbedding.objects.count() == Clip.objects.count() == 8 * 4 + 20
