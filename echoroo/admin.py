@@ -141,6 +141,7 @@ class SiteInline(admin.TabularInline):
     show_change_link = True
 
 
+# inference/admin.py re-registers DatasetAdmin and RecordingAdmin with its "Run BirdNET…" / "Run Perch…" actions.
 @admin.register(Dataset)
 class DatasetAdmin(admin.ModelAdmin):
     list_display = ("name", "recording_count", "hours", "created_at")

@@ -1,0 +1,389 @@
+"""The admin of inference jobs: "Run BirdNET…" / "Run Perch…" on datasets and recordings, and the jobs' progress."""
+
+from __future__ import annotations
+
+import json
+
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.core.exceptions import PermissionDenied
+from django.db import OperationalError, connection, transaction
+from django.db.models import Count, Max, QuerySet, Sum
+from django.http import HttpRequest
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+
+from echoroo.admin import BigTableAdmin, DatasetAdmin, RecordingAdmin
+from echoroo.models import SPECIES, ClipPredictionTag, Dataset, Recording
+from inference import services
+from inference.config import FIELD_NAMES, ConfigError
+from inference.forms import InferenceJobForm
+from inference.models import InferenceJob, JobRecording
+
+MODEL_LABELS = {"birdnet": "BirdNET", "perch": "Perch"}
+# One job per selected row: past this, running a whole dataset is the better action.
+MAX_TARGETS = 1000
+SHOWN_TARGETS = 20
+# The job page lists at most this many recordings; the JobRecording list pages through the rest.
+RECORDING_ROWS = 200
+TOP_SPECIES = 20
+# The top-species summary of a huge job gives up rather than hold the page.
+TOP_SPECIES_TIME_LIMIT_MS = 3000
+FORM_FIELDSETS = (
+    ("Detection", ("confidence_threshold", "sensitivity", "custom_species_list")),
+    ("Windows", ("overlap", "batch_size", "use_gpu")),
+    ("Location filter", ("use_metadata_filter", "species_filter_threshold", "latitude", "longitude", "week")),
+    ("What to store", ("store_predictions", "store_embeddings")),
+    (None, ("start_now",)),
+)
+STATUS_COLOURS = {
+    "pending": "#666",
+    "running": "#1f6fb2",
+    "completed": "#1e7d32",
+    "done": "#1e7d32",
+    "failed": "#c62828",
+    "cancelled": "#b26a00",
+}
+
+
+def status_html(status: str) -> str:
+    return format_html('<strong style="color: {}">{}</strong>', STATUS_COLOURS.get(status, "inherit"), status)
+
+
+def progress_html(percent: float) -> str:
+    # Rounded down: a job at 99.6 % is not done.
+    return format_html('<progress max="100" value="{}"></progress> {} %', f"{percent:.1f}", int(percent))
+
+
+def clip_figures(processed: int, total: int) -> str:
+    return f"{processed:,} / {total:,}"
+
+
+def admin_link(instance, text: str) -> str:
+    url = reverse(f"admin:{instance._meta.app_label}_{instance._meta.model_name}_change", args=[instance.pk])
+    return format_html('<a href="{}">{}</a>', url, text)
+
+
+def error_reason(error: ConfigError | PermissionDenied) -> str:
+    return "; ".join(error.errors.values()) if isinstance(error, ConfigError) else str(error)
+
+
+# --- "Run BirdNET…" and "Run Perch…" on datasets and recordings ---------------------------------
+
+
+def run_model(model_admin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet, *, model_name: str):
+    """The action: a settings form first, then one job per selected dataset or recording."""
+    label = MODEL_LABELS.get(model_name, model_name)
+    if not request.user.has_perm("inference.add_inferencejob"):
+        model_admin.message_user(
+            request, "You may not create inference jobs: that needs the “add inference job” permission.", messages.ERROR
+        )
+        return None
+    targets = list(queryset[: MAX_TARGETS + 1])
+    if len(targets) > MAX_TARGETS:
+        model_admin.message_user(
+            request,
+            f"Select at most {MAX_TARGETS:,} {queryset.model._meta.verbose_name_plural} (one job each); "
+            f"to run a whole dataset, select it in the dataset list.",
+            messages.ERROR,
+        )
+        return None
+    target_field = queryset.model._meta.model_name  # "dataset" or "recording", as create_job names them
+    if "run" in request.POST:
+        form = InferenceJobForm(request.POST, model_name=model_name)
+        if form.is_valid():
+            try:
+                with transaction.atomic():  # every job or none: one bad setting fails them all alike
+                    jobs = [
+                        services.create_job(**form.job_arguments(), **{target_field: target}, by=request.user)
+                        for target in targets
+                    ]
+            except ConfigError as error:
+                form.add_config_error(error)
+            else:
+                start_new_jobs(model_admin, request, jobs, label, start=form.cleaned_data["start_now"])
+                return None
+    else:
+        form = InferenceJobForm(model_name=model_name)
+
+    fieldsets = [
+        (name, {"fields": [field for field in fields if field in form.fields]}) for name, fields in FORM_FIELDSETS
+    ]
+    request.current_app = model_admin.admin_site.name
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "title": f"Run {label}",
+        "opts": queryset.model._meta,
+        "model_label": label,
+        "adminform": helpers.AdminForm(form, fieldsets, {}),
+        "targets": targets[:SHOWN_TARGETS],
+        "more_targets": len(targets) - SHOWN_TARGETS,
+        "target_count": len(targets),
+        "action_name": f"run_{model_name}",
+        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+        "select_across": request.POST.get("select_across", "0"),
+        "media": model_admin.media + form.media,
+    }
+    return TemplateResponse(request, "admin/inference/run_model.html", context)
+
+
+def start_new_jobs(model_admin, request: HttpRequest, jobs: list[InferenceJob], label: str, *, start: bool) -> None:
+    """Start the new jobs when asked to, and say what was created, with a link to each job."""
+    failures = []
+    if start:
+        for job in jobs:
+            try:
+                services.start_job(job, by=request.user)
+            except (ConfigError, PermissionDenied) as error:
+                failures.append(f"Could not start {job}: {error_reason(error)}")
+    links = format_html_join(", ", "{}", ((admin_link(job, str(job)),) for job in jobs[:SHOWN_TARGETS]))
+    more = f" and {len(jobs) - SHOWN_TARGETS} more" if len(jobs) > SHOWN_TARGETS else ""
+    what = f"{len(jobs)} {label} job" + ("" if len(jobs) == 1 else "s")
+    if start:
+        message = format_html("Created and started {}: {}{}", what, links, more)
+    else:
+        message = format_html("Created {}, pending until started from the job list: {}{}", what, links, more)
+    model_admin.message_user(request, message, messages.SUCCESS)
+    for failure in failures:
+        model_admin.message_user(request, failure, messages.ERROR)
+
+
+def run_model_action(model_name: str):
+    def action(model_admin, request, queryset):
+        return run_model(model_admin, request, queryset, model_name=model_name)
+
+    action.__name__ = f"run_{model_name}"
+    return admin.action(description=f"Run {MODEL_LABELS[model_name]}…")(action)
+
+
+run_birdnet = run_model_action("birdnet")
+run_perch = run_model_action("perch")
+
+
+# The dataset and recording admins of echoroo/admin.py, with the two actions added here, where jobs live.
+class DatasetWithJobsAdmin(DatasetAdmin):
+    actions = (*(DatasetAdmin.actions or ()), run_birdnet, run_perch)
+
+
+class RecordingWithJobsAdmin(RecordingAdmin):
+    actions = (*(RecordingAdmin.actions or ()), run_birdnet, run_perch)
+
+
+admin.site.unregister(Dataset)
+admin.site.register(Dataset, DatasetWithJobsAdmin)
+admin.site.unregister(Recording)
+admin.site.register(Recording, RecordingWithJobsAdmin)
+
+
+# --- What a job found, and where it stands ------------------------------------------------------
+
+
+def species_summary(job: InferenceJob, limit: int = TOP_SPECIES) -> QuerySet:
+    """The species the job's model run found on the job's recordings: clip predictions and best score, most first."""
+    return (
+        ClipPredictionTag.objects.filter(
+            tag__key=SPECIES,
+            clip_prediction__model_run_id=job.model_run_id,
+            clip_prediction__clip__recording_id__in=JobRecording.objects.filter(job=job).values("recording_id"),
+        )
+        .values("tag__value")
+        .annotate(predictions=Count("id"), max_score=Max("score"))
+        .order_by("-predictions", "-max_score", "tag__value")[:limit]
+    )
+
+
+def top_species(job: InferenceJob) -> list[dict] | None:
+    """species_summary's rows (one aggregate query), or None when it takes over TOP_SPECIES_TIME_LIMIT_MS."""
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(f"SET LOCAL statement_timeout = {int(TOP_SPECIES_TIME_LIMIT_MS)}")
+            rows = list(species_summary(job))
+            cursor.execute("SET LOCAL statement_timeout = DEFAULT")
+    except OperationalError:
+        return None
+    return rows
+
+
+def recording_states(job: InferenceJob) -> dict:
+    """The job's recordings counted by status, and at most RECORDING_ROWS of them: all, or the failed and running."""
+    order = list(JobRecording.Status.values)
+    states = sorted(
+        JobRecording.objects.filter(job=job)
+        .order_by()
+        .values("status")
+        .annotate(recordings=Count("id"), processed=Sum("processed_clips"), total=Sum("total_clips")),
+        key=lambda state: order.index(state["status"]),
+    )
+    counts = {state["status"]: state["recordings"] for state in states}
+    total = sum(counts.values())
+    rows = JobRecording.objects.filter(job=job).select_related("recording")
+    if total <= RECORDING_ROWS:
+        shown = list(rows.order_by("recording__path"))
+    else:
+        shown = list(rows.filter(status=JobRecording.Status.FAILED).order_by("id")[:RECORDING_ROWS])
+        shown += rows.filter(status=JobRecording.Status.RUNNING).order_by("id")[: RECORDING_ROWS - len(shown)]
+    for row in shown:
+        row.status_html = status_html(row.status)
+    for state in states:
+        state["status_html"] = status_html(state["status"])
+        state["clips"] = clip_figures(state["processed"] or 0, state["total"] or 0)
+    browse = reverse("admin:inference_jobrecording_changelist") + f"?job__id__exact={job.pk}"
+    return {
+        "recording_states": states,
+        "recording_total": total,
+        "recording_rows": shown,
+        "recording_rows_are_all": total <= RECORDING_ROWS,
+        "recording_browse_url": browse,
+        "failed_total": counts.get(JobRecording.Status.FAILED, 0),
+    }
+
+
+@admin.register(InferenceJob)
+class InferenceJobAdmin(BigTableAdmin):
+    list_display = (
+        "model_label",
+        "target",
+        "status_label",
+        "progress_bar",
+        "clips",
+        "duration",
+        "created_by",
+        "created_at",
+    )
+    list_display_links = ("model_label",)
+    list_filter = ("status", "model_run")
+    list_select_related = ("model_run", "dataset", "recording", "created_by")
+    # A small table: sorting by these is cheap.
+    sortable_by = ("model_label", "status_label", "created_at")
+    search_fields = ("dataset__name",)
+    search_help_text = "A job's UUID, or part of its dataset's name."
+    actions = ("start_jobs", "cancel_jobs", "retry_failed_jobs")
+    fieldsets = (
+        (None, {"fields": ("uuid", "model_run", "target", "status_label", "progress_bar", "clips", "error_message")}),
+        ("Times", {"fields": ("created_by", "created_at", "started_at", "completed_at", "duration")}),
+        ("Settings", {"fields": ("config_json",)}),
+    )
+    readonly_fields = tuple(name for _, options in fieldsets for name in options["fields"])
+
+    # Jobs are created by the "Run BirdNET…" / "Run Perch…" actions of datasets and recordings,
+    # and change only through the actions below: the job page is read-only.
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, job=None) -> bool:
+        return job is None and super().has_change_permission(request)
+
+    @admin.display(description="model", ordering="model_run__name")
+    def model_label(self, job: InferenceJob) -> str:
+        return f"{job.model_run.name} {job.model_run.version}"
+
+    @admin.display(description="target")
+    def target(self, job: InferenceJob) -> str:
+        if job.dataset_id:
+            return format_html("dataset {}", admin_link(job.dataset, job.dataset.name))
+        return format_html("recording {}", admin_link(job.recording, job.recording.path))
+
+    @admin.display(description="status", ordering="status")
+    def status_label(self, job: InferenceJob) -> str:
+        return status_html(job.status)
+
+    @admin.display(description="progress")
+    def progress_bar(self, job: InferenceJob) -> str:
+        return progress_html(job.progress)
+
+    @admin.display(description="clips processed / total")
+    def clips(self, job: InferenceJob) -> str:
+        return clip_figures(job.processed_clips, job.total_clips)
+
+    @admin.display(description="duration")
+    def duration(self, job: InferenceJob) -> str:
+        seconds = job.duration_s
+        if seconds is None:
+            return "-"
+        hours, rest = divmod(round(seconds), 3600)
+        minutes, seconds = divmod(rest, 60)
+        return (
+            f"{hours} h {minutes:02} min" if hours else f"{minutes} min {seconds:02} s" if minutes else f"{seconds} s"
+        )
+
+    @admin.display(description="settings")
+    def config_json(self, job: InferenceJob) -> str:
+        ordered = {name: job.config[name] for name in FIELD_NAMES if name in job.config} | job.config
+        return format_html("<pre>{}</pre>", json.dumps(ordered, indent=2))
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None:
+            context.update(recording_states(obj), top_species=top_species(obj), top_species_limit=TOP_SPECIES)
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    # --- Actions: each calls its service as the person acting, and says what happened ---------
+
+    @admin.action(description="Start the selected pending jobs", permissions=["change"])
+    def start_jobs(self, request, queryset):
+        self.apply(request, queryset, services.start_job, "start", "Started {}.")
+
+    @admin.action(description="Cancel the selected jobs", permissions=["change"])
+    def cancel_jobs(self, request, queryset):
+        self.apply(request, queryset, services.cancel_job, "cancel", "Cancelled {}.", unchanged="already finished")
+
+    @admin.action(description="Retry the failed recordings of the selected jobs", permissions=["change"])
+    def retry_failed_jobs(self, request, queryset):
+        message = "Retrying the failed recordings of {}."
+        self.apply(request, queryset, services.retry_failed, "retry", message, unchanged="with nothing to retry")
+
+    def apply(self, request, queryset, service, verb: str, done_message: str, *, unchanged: str = "") -> None:
+        changed, same = 0, 0
+        for job in queryset:
+            try:
+                after = service(job, by=request.user)
+            except (ConfigError, PermissionDenied) as error:
+                self.message_user(request, f"Could not {verb} {job}: {error_reason(error)}", messages.ERROR)
+                continue
+            if after.status == job.status:
+                same += 1
+            else:
+                changed += 1
+        if changed:
+            self.message_user(request, done_message.format(plural_jobs(changed)), messages.SUCCESS)
+        if same:
+            self.message_user(request, f"Left {plural_jobs(same)} {unchanged}.", messages.WARNING)
+
+
+def plural_jobs(n: int) -> str:
+    return f"{n} job" if n == 1 else f"{n} jobs"
+
+
+@admin.register(JobRecording)
+class JobRecordingAdmin(BigTableAdmin):
+    """Read-only pages through a job's recordings, linked from the job page (filtered to the job)."""
+
+    list_display = ("recording", "job_link", "status_label", "clips", "attempts", "error_message", "finished_at")
+    list_filter = ("status",)
+    list_select_related = ("recording",)
+    search_fields = ("^recording__path",)
+    search_help_text = "A recording's path prefix."
+    readonly_fields = ()
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, job_recording=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, job_recording=None) -> bool:
+        return False
+
+    @admin.display(description="job")
+    def job_link(self, job_recording: JobRecording) -> str:
+        url = reverse("admin:inference_inferencejob_change", args=[job_recording.job_id])
+        return format_html('<a href="{}">job {}</a>', url, job_recording.job_id)
+
+    @admin.display(description="status")
+    def status_label(self, job_recording: JobRecording) -> str:
+        return status_html(job_recording.status)
+
+    @admin.display(description="clips processed / total")
+    def clips(self, job_recording: JobRecording) -> str:
+        return clip_figures(job_recording.processed_clips, job_recording.total_clips)

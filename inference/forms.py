@@ -1,0 +1,106 @@
+"""The job settings form: plain Django fields that become services.create_job arguments.
+
+The form only parses types (a number, a whole number, one species per line); what values are
+allowed is checked in one place, inference.config.parse_config, and its ConfigError is put back
+onto the form's fields with `add_config_error`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+
+from inference.config import ConfigError, InferenceConfig
+from inference.runtimes import available_runtimes
+
+DEFAULTS = InferenceConfig()
+# Settings that only BirdNET reads; left off the form of another model.
+BIRDNET_ONLY = ("sensitivity", "species_filter_threshold")
+
+
+def number_input() -> forms.NumberInput:
+    # step="any": the browser accepts any decimal; parse_config says what is allowed.
+    return forms.NumberInput(attrs={"step": "any"})
+
+
+class InferenceJobForm(forms.Form):
+    confidence_threshold = forms.FloatField(
+        initial=DEFAULTS.confidence_threshold,
+        widget=number_input(),
+        help_text="Keep species scored at least this (0 to 1).",
+    )
+    overlap = forms.FloatField(
+        label="Overlap (s)",
+        initial=DEFAULTS.overlap,
+        widget=number_input(),
+        help_text="Seconds shared by consecutive windows; less than the model's window.",
+    )
+    batch_size = forms.IntegerField(initial=DEFAULTS.batch_size, help_text="Windows per model call.")
+    use_gpu = forms.BooleanField(
+        required=False, initial=DEFAULTS.use_gpu, label="Use a GPU", help_text="When the worker has one."
+    )
+    use_metadata_filter = forms.BooleanField(
+        required=False,
+        initial=DEFAULTS.use_metadata_filter,
+        label="Use the location filter",
+        help_text="Keep only species likely at the recording's place and week.",
+    )
+    custom_species_list = forms.CharField(
+        required=False,
+        label="Custom species list",
+        widget=forms.Textarea(attrs={"rows": 5}),
+        help_text="One species per line, as the model names it; empty for all species.",
+    )
+    store_embeddings = forms.BooleanField(required=False, initial=DEFAULTS.store_embeddings)
+    store_predictions = forms.BooleanField(required=False, initial=DEFAULTS.store_predictions)
+    sensitivity = forms.FloatField(
+        initial=DEFAULTS.sensitivity, widget=number_input(), help_text="BirdNET's sensitivity, 0.5 to 1.5."
+    )
+    species_filter_threshold = forms.FloatField(
+        initial=DEFAULTS.species_filter_threshold,
+        widget=number_input(),
+        help_text="BirdNET's location filter keeps species at least this likely (0 to 1).",
+    )
+    latitude = forms.FloatField(
+        required=False, widget=number_input(), help_text="Overrides the recording's, site's and dataset's."
+    )
+    longitude = forms.FloatField(required=False, widget=number_input())
+    week = forms.IntegerField(
+        required=False, help_text="1-48 (four a month), or -1 for the whole year; else from the recording time."
+    )
+    start_now = forms.BooleanField(required=False, initial=True, label="Start now")
+
+    def __init__(self, *args: Any, model_name: str | None = None, **kwargs: Any) -> None:
+        """With `model_name` the model is fixed (and settings it ignores are left off); without, it is a field."""
+        super().__init__(*args, **kwargs)
+        self.model_name = model_name
+        if model_name is None:
+            self.fields = {
+                "model_name": forms.ChoiceField(choices=[(name, name) for name in available_runtimes()]),
+                **self.fields,
+            }
+        elif model_name != "birdnet":
+            for name in BIRDNET_ONLY:
+                del self.fields[name]
+
+    def clean_custom_species_list(self) -> list[str] | None:
+        names = [line.strip() for line in self.cleaned_data["custom_species_list"].splitlines()]
+        return [name for name in names if name] or None
+
+    def job_arguments(self) -> dict[str, Any]:
+        """The keyword arguments of services.create_job, less the target and `by`."""
+        config = {
+            name: value
+            for name, value in self.cleaned_data.items()
+            if name not in ("model_name", "start_now") and value is not None
+        }
+        return {"model_name": self.model_name or self.cleaned_data["model_name"], "config": config}
+
+    def add_config_error(self, error: ConfigError) -> None:
+        """Show each of the service's errors on its field, or above the form when no field has its name."""
+        for name, message in error.errors.items():
+            if name in self.fields:
+                self.add_error(name, message)
+            else:
+                self.add_error(None, f"{name.replace('_', ' ')}: {message}")
