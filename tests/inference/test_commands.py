@@ -1,0 +1,290 @@
+"""`manage.py infer` and `manage.py export_detections` on real audio, through call_command."""
+
+import csv
+import re
+from io import StringIO
+
+import pytest
+from django.conf import settings
+from django.core.management import CommandError, call_command
+from django_q.models import OrmQ
+
+from echoroo.models import Clip, ClipPrediction, ClipPredictionTag, ModelRun, SoundEventPredictionTag
+from inference.config import FIELD_NAMES, InferenceConfig
+from inference.exports import split_label
+from inference.management.commands import infer as infer_command
+from inference.models import InferenceJob, JobRecording
+from inference.runner import run_job_recording
+
+pytestmark = pytest.mark.django_db
+
+RAVEN_HEADER = [
+    "Selection",
+    "View",
+    "Channel",
+    "Begin Time (s)",
+    "End Time (s)",
+    "Low Freq (Hz)",
+    "High Freq (Hz)",
+    "Common Name",
+    "Species Code",
+    "Confidence",
+    "Begin Path",
+    "File Offset (s)",
+]
+CSV_HEADER = "Start (s),End (s),Scientific name,Common name,Confidence,File"
+FOUR_DECIMALS = re.compile(r"^[01]\.\d{4}$")
+
+
+def run(command: str, *args) -> str:
+    """Run a command; return its stdout (stderr stays free of anything but a progress bar, off here)."""
+    stdout, stderr = StringIO(), StringIO()
+    call_command(command, *map(str, args), stdout=stdout, stderr=stderr)
+    assert stderr.getvalue() == ""
+    return stdout.getvalue()
+
+
+@pytest.fixture
+def synced(field_dataset) -> InferenceJob:
+    """BirdNET over the field dataset in this process, with overlapping windows so that detections merge."""
+    run(
+        "infer", "--model", "birdnet", "--dataset", field_dataset.name, "--sync", "--confidence-threshold", 0.25,
+        "--overlap", 1.5,
+    )  # fmt: skip
+    return InferenceJob.objects.get()
+
+
+def csv_rows(path) -> list[dict]:
+    with path.open(newline="", encoding="utf-8") as table:
+        return list(csv.DictReader(table))
+
+
+# infer
+
+
+def test_infer_sync_runs_the_job_here_and_stores_predictions(field_recording):
+    output = run(
+        "infer", "--model", "birdnet", "--recording", field_recording.uuid, "--sync", "--confidence-threshold", 0.25
+    )
+    job = InferenceJob.objects.get()
+    assert job.status == InferenceJob.Status.COMPLETED and job.recording == field_recording
+    assert job.config == InferenceConfig(confidence_threshold=0.25).as_json()  # only the options given
+    scores = list(ClipPredictionTag.objects.values_list("score", flat=True))
+    assert scores and min(scores) >= 0.25
+    assert f"Job {job.uuid} completed" in output
+    assert f"1 recordings done, 0 failed, 0 cancelled. Stored for them by birdnet 2.4: {len(scores)} window" in output
+
+
+@pytest.mark.parametrize(
+    "arguments, option, message",
+    [
+        (["--recording", "{recording}", "--overlap", "3"], "--overlap", "smaller than the model's 3 s window"),
+        ([], "--dataset", "one of the arguments --dataset --recording is required"),
+        (["--dataset", "Winter season"], "--dataset", "no dataset named 'Winter season'; the datasets are: Field"),
+        (["--recording", "not-a-uuid"], "--recording", "is not a UUID"),
+        (["--recording", "{recording}", "--species-list", "{species}"], "--species-list", "'Dodo ineptus'"),
+        (["--recording", "{recording}", "--lat", "42.5"], "--lon", "give both or neither"),
+        (["--recording", "{recording}", "--batch-size", "0"], "--batch-size", "between 1 and"),
+        (["--recording", "{recording}", "--no-embeddings", "--no-predictions"], "--no-predictions", "store nothing"),
+    ],
+)
+def test_infer_refuses_bad_arguments_naming_the_option(field_recording, tmp_path, arguments, option, message):
+    species = tmp_path / "species.txt"
+    species.write_text("Hylocichla mustelina_Wood Thrush\nDodo ineptus  # extinct, and not in BirdNET\n")
+    arguments = [arg.format(recording=field_recording.uuid, species=species) for arg in arguments]
+    with pytest.raises(CommandError) as refused:
+        run("infer", "--model", "birdnet", *arguments, "--sync")
+    assert option in str(refused.value) and message in str(refused.value)
+    assert not InferenceJob.objects.exists()
+
+
+def test_every_config_field_has_an_option():
+    assert set(infer_command.CONFIG_OPTIONS) == set(FIELD_NAMES)
+
+
+def test_species_list_and_switches_reach_the_config(field_recording, tmp_path):
+    species = tmp_path / "species.txt"
+    species.write_text("# the thrushes\nHylocichla mustelina_Wood Thrush\n\nTurdus migratorius  # by scientific name\n")
+    run(
+        "infer", "--model", "birdnet", "--recording", field_recording.uuid, "--species-list", species, "--no-embeddings"
+    )
+    job = InferenceJob.objects.get()
+    assert (
+        job.config
+        == InferenceConfig(
+            custom_species_list=("Hylocichla mustelina_Wood Thrush", "Turdus migratorius"), store_embeddings=False
+        ).as_json()
+    )
+
+
+def test_infer_queues_one_task_per_recording_and_prints_the_job(field_dataset, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        output = run("infer", "--model", "birdnet", "--dataset", field_dataset.name)
+    job = InferenceJob.objects.get()
+    assert job.status == InferenceJob.Status.RUNNING
+    assert OrmQ.objects.count() == 2
+    assert f"Job {job.uuid}" in output and "Queued 2 recordings" in output
+    assert f"/api/v1/inference/jobs/{job.uuid}/" in output
+
+
+def test_infer_wait_follows_the_job_until_the_workers_finish_it(field_dataset, monkeypatch):
+    def workers_run_the_tasks(seconds):
+        for job_id, recording_id in JobRecording.objects.filter(status="pending").values_list("job", "recording"):
+            run_job_recording(job_id, recording_id)
+
+    monkeypatch.setattr(infer_command, "sleep", workers_run_the_tasks)
+    output = run("infer", "--model", "birdnet", "--dataset", field_dataset.name, "--wait")
+    job = InferenceJob.objects.get()
+    assert job.status == InferenceJob.Status.COMPLETED
+    assert f"Job {job.uuid} completed in" in output and "2 recordings done, 0 failed" in output
+
+
+def test_ctrl_c_while_waiting_leaves_the_job_to_the_workers(field_recording, monkeypatch):
+    def interrupted(seconds):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(infer_command, "sleep", interrupted)
+    with pytest.raises(CommandError) as stopped:
+        run("infer", "--model", "birdnet", "--recording", field_recording.uuid, "--wait")
+    job = InferenceJob.objects.get()
+    assert job.status == InferenceJob.Status.RUNNING
+    assert stopped.value.returncode == 130
+    assert f"job {job.uuid} goes on in the workers" in str(stopped.value)
+    assert f"DELETE /api/v1/inference/jobs/{job.uuid}/" in str(stopped.value)
+
+
+def test_infer_exits_non_zero_when_the_job_fails(field_recording):
+    field_recording.absolute_path.unlink()
+    stdout = StringIO()
+    with pytest.raises(CommandError) as failed:
+        call_command("infer", "--model", "birdnet", "--recording", str(field_recording.uuid), "--sync", stdout=stdout)
+    assert "failed" in str(failed.value) and failed.value.returncode == 1
+    assert f"failed: {field_recording.path}:" in stdout.getvalue()
+
+
+# export_detections
+
+
+def export(job: InferenceJob, file_format: str, output, *options) -> str:
+    return run(
+        "export_detections", "--dataset", job.dataset.name, "--format", file_format, "--output", output, *options
+    )
+
+
+def audio_path(recording) -> str:
+    return str(settings.AUDIO_ROOT / recording.path)
+
+
+def test_csv_has_birdnet_analyzers_columns_and_a_row_per_window_and_species(synced, tmp_path):
+    output = export(synced, "csv", tmp_path / "detections.csv")
+    assert (tmp_path / "detections.csv").read_text().splitlines()[0] == CSV_HEADER
+    rows = csv_rows(tmp_path / "detections.csv")
+    assert len(rows) == ClipPredictionTag.objects.count() > 0
+    assert f"Wrote {len(rows)} window predictions of birdnet 2.4" in output
+    assert all(FOUR_DECIMALS.match(row["Confidence"]) for row in rows)
+    labels = {f"{row['Scientific name']}_{row['Common name']}" for row in rows}
+    assert labels == set(ClipPredictionTag.objects.values_list("tag__value", flat=True))
+    assert {row["File"] for row in rows} <= {audio_path(recording) for recording in synced.dataset.recordings.all()}
+    order = [(row["File"], float(row["Start (s)"]), -float(row["Confidence"])) for row in rows]
+    assert order == sorted(order)
+    assert all(0 < float(row["End (s)"]) - float(row["Start (s)"]) <= 3.0 for row in rows)  # windows
+
+
+def test_min_score_keeps_the_rows_scoring_at_least_that(synced, tmp_path):
+    export(synced, "csv", tmp_path / "confident.csv", "--min-score", 0.5)
+    rows = csv_rows(tmp_path / "confident.csv")
+    assert len(rows) == ClipPredictionTag.objects.filter(score__gte=0.5).count()
+    assert 0 < len(rows) < ClipPredictionTag.objects.count()
+    assert min(float(row["Confidence"]) for row in rows) >= 0.5
+
+
+def test_raven_writes_one_selection_table_per_recording(synced, tmp_path, django_assert_max_num_queries):
+    with django_assert_max_num_queries(8):  # however many rows: no query per row
+        export(synced, "raven", tmp_path / "tables")
+    tables = sorted((tmp_path / "tables").rglob("*.txt"))
+    assert [str(table.relative_to(tmp_path / "tables")) for table in tables] == [
+        "Field_season/1min.BirdNET.selection.table.txt",
+        "Field_season/rugr_drum.BirdNET.selection.table.txt",
+    ]
+    species_codes = {}
+    for table, recording in zip(tables, synced.dataset.recordings.order_by("path"), strict=True):
+        header, rows = read_table(table)
+        assert header == RAVEN_HEADER
+        assert len(rows) == ClipPredictionTag.objects.filter(clip_prediction__clip__recording=recording).count() > 0
+        assert [int(row["Selection"]) for row in rows] == list(range(1, len(rows) + 1))
+        for row in rows:
+            assert [row[column] for column in ("View", "Channel", "Low Freq (Hz)", "High Freq (Hz)")] == [
+                "Spectrogram 1",
+                "1",
+                "0",
+                "16000",  # 32 kHz recordings
+            ]
+            assert row["Begin Path"] == audio_path(recording) and row["File Offset (s)"] == row["Begin Time (s)"]
+            assert FOUR_DECIMALS.match(row["Confidence"])
+        species_codes.update((row["Common Name"], row["Species Code"]) for row in rows)
+    assert species_codes["Wood Thrush"] == "Hylocichla mustelina"
+
+
+def read_table(path) -> tuple[list[str], list[dict]]:
+    with path.open(newline="", encoding="utf-8") as table:
+        reader = csv.DictReader(table, delimiter="\t")
+        return reader.fieldnames, list(reader)
+
+
+def test_a_recording_without_rows_gets_an_empty_table(synced, tmp_path):
+    export(synced, "raven", tmp_path / "tables", "--min-score", 0.99)
+    empty = tmp_path / "tables" / "Field_season" / "rugr_drum.BirdNET.selection.table.txt"
+    assert empty.read_text() == "\t".join(RAVEN_HEADER) + "\n"
+    assert not ClipPredictionTag.objects.filter(
+        clip_prediction__clip__recording__path__endswith="rugr_drum.wav", score__gte=0.99
+    )
+
+
+def test_a_label_without_a_common_name_stands_for_both_names():
+    assert split_label("Hylocichla mustelina_Wood Thrush") == ("Hylocichla mustelina", "Wood Thrush")
+    assert split_label("Turdus migratorius") == ("Turdus migratorius", "Turdus migratorius")
+
+
+def test_audacity_writes_labels_per_recording(synced, tmp_path):
+    export(synced, "audacity", tmp_path / "labels")
+    files = sorted((tmp_path / "labels").rglob("*.txt"))
+    assert [str(path.relative_to(tmp_path / "labels")) for path in files] == [
+        "Field_season/1min.BirdNET.results.txt",
+        "Field_season/rugr_drum.BirdNET.results.txt",
+    ]
+    lines = [line.split("\t") for path in files for line in path.read_text().splitlines()]
+    assert len(lines) == ClipPredictionTag.objects.count()
+    for start, end, label in lines:
+        assert float(start) < float(end)
+        assert re.fullmatch(r"[^,]+, [01]\.\d{4}", label)
+    assert any(label.startswith("Wood Thrush, ") for _, _, label in lines)
+
+
+def test_merged_writes_one_row_per_detection(synced, tmp_path):
+    export(synced, "csv", tmp_path / "merged.csv", "--merged")
+    rows = csv_rows(tmp_path / "merged.csv")
+    assert len(rows) == SoundEventPredictionTag.objects.count()
+    assert len(rows) < ClipPredictionTag.objects.count()  # overlapping windows merged
+    assert max(float(row["End (s)"]) - float(row["Start (s)"]) for row in rows) > 3.0
+
+
+def test_a_job_implies_its_recordings_and_model_run(synced, tmp_path):
+    run("export_detections", "--job", synced.uuid, "--format", "csv", "--output", tmp_path / "job.csv")
+    assert len(csv_rows(tmp_path / "job.csv")) == ClipPredictionTag.objects.count()
+
+
+def test_the_model_run_must_be_named_where_several_have_predictions(synced, tmp_path):
+    perch = ModelRun.objects.create(name="perch", version="2.0")
+    ClipPrediction.objects.create(clip=Clip.objects.first(), model_run=perch)
+    with pytest.raises(CommandError, match=r"--model-run: several model runs .*birdnet 2.4.*perch 2.0"):
+        export(synced, "csv", tmp_path / "any.csv")
+    for named in ("birdnet 2.4", "birdnet", str(synced.model_run_id), str(synced.model_run.uuid)):
+        export(synced, "csv", tmp_path / "birdnet.csv", "--model-run", named)
+        assert len(csv_rows(tmp_path / "birdnet.csv")) == ClipPredictionTag.objects.count()
+    with pytest.raises(CommandError, match=r"--model-run: no model run 'birdnet 3.0'; the model runs are: birdnet"):
+        export(synced, "csv", tmp_path / "any.csv", "--model-run", "birdnet 3.0")
+
+
+def test_export_before_any_job_says_to_run_one(field_dataset, tmp_path):
+    with pytest.raises(CommandError, match="--model-run: these recordings have no predictions yet"):
+        run("export_detections", "--dataset", field_dataset.name, "--format", "raven", "--output", tmp_path)
