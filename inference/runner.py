@@ -104,6 +104,9 @@ def run_job_recording(job_id: int, recording_id: int) -> str:
     except Exception as failure:  # one bad recording fails that recording, never the job
         logger.exception("job %s, recording %s failed", job_id, recording_id)
         state, error = JobRecording.Status.FAILED, f"{type(failure).__name__}: {failure}"
+    except KeyboardInterrupt:  # Ctrl-C in `infer --sync`: leave the recording retryable, not "running"
+        _finish_recording(job_recording, JobRecording.Status.CANCELLED, "interrupted")
+        raise
     _finish_recording(job_recording, state, error)
     return state
 

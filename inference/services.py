@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
@@ -59,6 +60,10 @@ def create_job(
     except ConfigError as error:
         errors.update(error.errors)
         model_run = None
+    if model_name == "perch" and not settings.PERCH_MODEL:
+        from inference.runtimes.perch import DOWNLOAD_HELP
+
+        errors["model_name"] = f"PERCH_MODEL is not set: {DOWNLOAD_HELP}"
     parsed = None
     if model_run is not None:
         raw = config.as_json() if isinstance(config, InferenceConfig) else config

@@ -65,7 +65,7 @@ def store_recording_results(
         if store_predictions:
             tag_ids = _species_tag_ids(cursor, results)
             window_to_clip = dict(zip(clip_windows.tolist(), clip_ids.tolist(), strict=True))
-            predictions = _store_clip_predictions(cursor, model_run_id, results, window_to_clip, tag_ids)
+            predictions = _store_clip_predictions(cursor, recording_id, model_run_id, results, window_to_clip, tag_ids)
             detections = _replace_detections(cursor, recording_id, model_run_id, results.detections, tag_ids)
         if store_embeddings_too and results.embeddings is not None and len(clip_ids):
             embeddings = store_embeddings("clip", clip_ids, model_run_id, results.embeddings)
@@ -111,11 +111,24 @@ def _species_tag_ids(cursor, results: RecordingResults) -> dict[int, int]:
     return {label: by_value[value] for label, value in zip(labels, values, strict=True)}
 
 
-def _store_clip_predictions(cursor, model_run_id, results, window_to_clip, tag_ids) -> int:
+def _store_clip_predictions(cursor, recording_id, model_run_id, results, window_to_clip, tag_ids) -> int:
+    """Window predictions of this run replace the previous ones of the recording and model run.
+
+    Predictions of clips that still have detections keep their row (and uuid); their tags
+    are rewritten, so a rerun at a higher threshold leaves no stale low scores behind.
+    """
     windows = [i for i, window in enumerate(results.hits) if window]
+    clip_ids = [window_to_clip[i] for i in windows]
+    cursor.execute(
+        "WITH previous AS ("
+        "  SELECT p.id, p.clip_id FROM echoroo_clipprediction p JOIN echoroo_clip c ON c.id = p.clip_id"
+        "  WHERE p.model_run_id = %s AND c.recording_id = %s),"
+        " tags AS (DELETE FROM echoroo_clippredictiontag WHERE clip_prediction_id IN (SELECT id FROM previous))"
+        " DELETE FROM echoroo_clipprediction WHERE id IN (SELECT id FROM previous WHERE NOT clip_id = ANY(%s))",
+        [model_run_id, recording_id, clip_ids],
+    )
     if not windows:
         return 0
-    clip_ids = [window_to_clip[i] for i in windows]
     cursor.execute(
         "INSERT INTO echoroo_clipprediction (uuid, clip_id, model_run_id, created_at) "
         "SELECT u, c, %s, now() FROM unnest(%s::uuid[], %s::bigint[]) AS t(u, c) "
@@ -135,8 +148,7 @@ def _store_clip_predictions(cursor, model_run_id, results, window_to_clip, tag_i
             scores.append(min(max(float(score), 0.0), 1.0))
     cursor.execute(
         "INSERT INTO echoroo_clippredictiontag (clip_prediction_id, tag_id, score) "
-        "SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::float8[]) "
-        "ON CONFLICT (clip_prediction_id, tag_id) DO UPDATE SET score = EXCLUDED.score",
+        "SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::float8[])",
         [prediction_ids, tags, scores],
     )
     return len(clip_ids)

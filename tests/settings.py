@@ -11,3 +11,7 @@ if DATABASES["default"]["ENGINE"] == "echoroo.embedded_postgres":
     DATABASES["default"]["PGDATA_CLEANUP"] = "delete"
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# Perch jobs can be created in tests; running one needs a real model folder (the runtime tests
+# build a small model with Perch 2.0's signature for that).
+PERCH_MODEL = "/nonexistent/perch-2.0-for-tests"

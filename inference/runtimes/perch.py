@@ -7,7 +7,6 @@ import re
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 
 from inference.runtimes.base import Label, ModelRuntime
 
@@ -78,7 +77,15 @@ def read_class_list(path: Path) -> tuple[str, ...]:
         return tuple(row[0].strip() for row in list(csv.reader(rows))[1:] if row)
 
 
+def _tensorflow():
+    """TensorFlow, imported on first use: reading a runtime's name and window needs no 600 MB import."""
+    import tensorflow
+
+    return tensorflow
+
+
 def _explain(error: Exception, location: Path) -> PerchModelError:
+    tf = _tensorflow()
     lines = [line.strip() for line in str(error).splitlines() if line.strip()] or [type(error).__name__]
     gpu_lines = [line for line in lines if _GPU_ONLY_ERROR.search(line)]
     if gpu_lines and not tf.config.list_physical_devices("GPU"):
@@ -92,6 +99,7 @@ def _explain(error: Exception, location: Path) -> PerchModelError:
 
 def _let_gpu_memory_grow() -> None:
     # Without this TensorFlow takes every GPU's whole memory at start, leaving none to other workers.
+    tf = _tensorflow()
     for gpu in tf.config.list_physical_devices("GPU"):
         try:
             tf.config.experimental.set_memory_growth(gpu, True)
@@ -112,7 +120,7 @@ class PerchRuntime(ModelRuntime):
         model_dir, class_lists = find_model_files(self.location)
         _let_gpu_memory_grow()
         try:
-            self._model = tf.saved_model.load(str(model_dir))
+            self._model = _tensorflow().saved_model.load(str(model_dir))
             self._serve = self._model.signatures["serving_default"]
             # One call now, so that a model that cannot run here fails at load time with a clear message.
             warm_up = self.outputs(np.zeros((1, self.window_samples), np.float32))
@@ -140,7 +148,7 @@ class PerchRuntime(ModelRuntime):
     def outputs(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """The model's outputs for windows [B, 160000]: embedding, label (logits), spatial_embedding, frontend."""
         batch = peak_normalise(self._check_batch(batch))
-        result = self._serve(inputs=tf.constant(batch))
+        result = self._serve(inputs=_tensorflow().constant(batch))
         missing = [name for name in OUTPUTS if name not in result]
         if missing:
             raise PerchModelError(f"PERCH_MODEL={self.location} has no output {', '.join(missing)}: {DOWNLOAD_HELP}")

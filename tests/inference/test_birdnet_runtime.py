@@ -189,7 +189,7 @@ def test_the_registry_refuses_unknown_runtimes():
 
 def test_the_runtime_layer_imports_neither_django_nor_tensorflow_until_asked():
     code = (
-        "import sys, inference.runtimes, inference.runtimes.birdnet;"
+        "import sys, inference.runtimes, inference.runtimes.birdnet, inference.runtimes.perch;"
         "print(sorted(m for m in ('django', 'tensorflow') if m in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

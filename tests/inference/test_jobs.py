@@ -236,3 +236,22 @@ def test_window_results_match_the_pipeline_directly(field_recording, audio_root)
     assert np.allclose([stored[k] for k in expected], [expected[k] for k in expected], atol=1e-6)
     per_clip = ClipPrediction.objects.annotate(n=Count("tags")).values_list("n", flat=True)
     assert min(per_clip) >= 1
+
+
+def test_a_perch_job_needs_perch_model_set(field_recording, settings):
+    settings.PERCH_MODEL = ""
+    with pytest.raises(ConfigError) as error:
+        services.create_job(model_name="perch", recording=field_recording, config={})
+    assert "PERCH_MODEL is not set" in error.value.errors["model_name"]
+
+
+def test_a_rerun_at_a_higher_threshold_leaves_no_stale_scores(field_recording):
+    run(field_recording, confidence_threshold=0.25)
+    low = ClipPredictionTag.objects.count()
+    kept = set(ClipPrediction.objects.filter(tags__score__gte=0.6).values_list("uuid", flat=True))
+    run(field_recording, confidence_threshold=0.6)
+    assert 0 < ClipPredictionTag.objects.count() < low
+    assert ClipPredictionTag.objects.filter(score__lt=0.6).count() == 0
+    assert ClipPredictionTag.objects.count() == SoundEventPrediction.objects.count()
+    # Predictions of clips that still have detections keep their uuid.
+    assert kept == set(ClipPrediction.objects.values_list("uuid", flat=True))
