@@ -91,6 +91,9 @@ class JobRecording(models.Model):
     error_message = models.TextField(blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
     worker = models.CharField(max_length=200, blank=True, help_text="host:pid of the last worker that took it.")
+    # Where the time went, for tuning: decoding + model, and writing the rows.
+    inference_s = models.FloatField(null=True, blank=True)
+    storage_s = models.FloatField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

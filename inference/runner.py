@@ -77,6 +77,7 @@ def run_job_recording(job_id: int, recording_id: int) -> str:
     if job_recording is None:
         return "skipped"
     job = job_recording.job
+    timings: dict[str, float] = {}
     try:
         config = InferenceConfig(**{**job.config, "custom_species_list": job.config.get("custom_species_list")})
         runtime = load_runtime(job.model_run.name, config)
@@ -87,7 +88,9 @@ def run_job_recording(job_id: int, recording_id: int) -> str:
             allowed_labels=allowed_labels(runtime, config, job_recording),
             keep_embeddings=config.store_embeddings,
         )
+        began = time.perf_counter()
         results = _analyse(runtime, job_recording, options)
+        analysed = time.perf_counter()
         store_recording_results(
             recording_id,
             job.model_run_id,
@@ -95,6 +98,7 @@ def run_job_recording(job_id: int, recording_id: int) -> str:
             store_predictions=config.store_predictions,
             store_embeddings_too=config.store_embeddings,
         )
+        timings = {"inference_s": analysed - began, "storage_s": time.perf_counter() - analysed}
         state = JobRecording.Status.DONE
         error = ""
     except Cancelled:
@@ -107,7 +111,7 @@ def run_job_recording(job_id: int, recording_id: int) -> str:
     except KeyboardInterrupt:  # Ctrl-C in `infer --sync`: leave the recording retryable, not "running"
         _finish_recording(job_recording, JobRecording.Status.CANCELLED, "interrupted")
         raise
-    _finish_recording(job_recording, state, error)
+    _finish_recording(job_recording, state, error, timings)
     return state
 
 
@@ -195,8 +199,8 @@ def _update_job_progress(job_id: int) -> None:
         )
 
 
-def _finish_recording(job_recording: JobRecording, state: str, error: str) -> None:
-    fields = {"status": state, "error_message": error[:2000], "finished_at": timezone.now()}
+def _finish_recording(job_recording: JobRecording, state: str, error: str, timings: dict | None = None) -> None:
+    fields = {"status": state, "error_message": error[:2000], "finished_at": timezone.now(), **(timings or {})}
     if state == JobRecording.Status.DONE:
         fields["processed_clips"] = job_recording.total_clips
     JobRecording.objects.filter(pk=job_recording.pk).update(**fields)
