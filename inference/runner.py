@@ -37,7 +37,7 @@ def load_runtime(model_name: str, config: InferenceConfig) -> ModelRuntime:
             cache_dir=settings.MODEL_CACHE_DIR,
         )
     if model_name == "perch":
-        return get_runtime("perch", model=settings.PERCH_MODEL or None)
+        return get_runtime("perch", model=settings.PERCH_MODEL or None, use_gpu=config.use_gpu)
     return get_runtime(model_name)
 
 

@@ -114,13 +114,20 @@ class PerchRuntime(ModelRuntime):
     window_s = 5.0
     embedding_dim = 1536
 
-    def __init__(self, model: str | Path | None = None) -> None:
-        """`model` is settings.PERCH_MODEL: a downloaded Perch 2.0 folder or a TF Hub / Kaggle URL."""
+    def __init__(self, model: str | Path | None = None, *, use_gpu: bool = True) -> None:
+        """`model` is settings.PERCH_MODEL: a downloaded Perch 2.0 folder or a TF Hub / Kaggle URL.
+
+        With `use_gpu` the model runs on the first GPU TensorFlow sees (a worker given one GPU by
+        CUDA_VISIBLE_DEVICES sees exactly that one), else on the CPU.
+        """
         self.location = resolve_location(model)
         model_dir, class_lists = find_model_files(self.location)
         _let_gpu_memory_grow()
+        gpus = _tensorflow().config.list_physical_devices("GPU")
+        self.device = "/GPU:0" if use_gpu and gpus else "/CPU:0"
         try:
-            self._model = _tensorflow().saved_model.load(str(model_dir))
+            with _tensorflow().device(self.device):
+                self._model = _tensorflow().saved_model.load(str(model_dir))
             self._serve = self._model.signatures["serving_default"]
             # One call now, so that a model that cannot run here fails at load time with a clear message.
             warm_up = self.outputs(np.zeros((1, self.window_samples), np.float32))
@@ -148,7 +155,8 @@ class PerchRuntime(ModelRuntime):
     def outputs(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """The model's outputs for windows [B, 160000]: embedding, label (logits), spatial_embedding, frontend."""
         batch = peak_normalise(self._check_batch(batch))
-        result = self._serve(inputs=_tensorflow().constant(batch))
+        with _tensorflow().device(self.device):
+            result = self._serve(inputs=_tensorflow().constant(batch))
         missing = [name for name in OUTPUTS if name not in result]
         if missing:
             raise PerchModelError(f"PERCH_MODEL={self.location} has no output {', '.join(missing)}: {DOWNLOAD_HELP}")

@@ -168,3 +168,14 @@ def test_a_gpu_export_on_a_cpu_host_says_to_use_the_cpu_export(monkeypatch, test
     monkeypatch.setattr(tf.saved_model, "load", lambda path: _GpuOnlyExport())
     with pytest.raises(PerchModelError, match="GPU export.*perch_v2_cpu.*platforms required by the module"):
         PerchRuntime(test_model_hub_layout)
+
+
+def test_the_runtime_runs_on_the_cpu_when_asked_or_when_there_is_no_gpu(test_model_hub_layout):
+    import tensorflow as tf
+
+    on_cpu = PerchRuntime(test_model_hub_layout, use_gpu=False)
+    assert on_cpu.device == "/CPU:0"
+    wanted = PerchRuntime(test_model_hub_layout, use_gpu=True)
+    assert wanted.device == ("/GPU:0" if tf.config.list_physical_devices("GPU") else "/CPU:0")
+    batch = np.random.default_rng(3).normal(scale=0.1, size=(2, 160_000)).astype(np.float32)
+    np.testing.assert_allclose(on_cpu.predict(batch)[1], wanted.predict(batch)[1], atol=1e-4)
