@@ -173,8 +173,10 @@ SPECTACULAR_SETTINGS = {
 Q_CLUSTER = {
     "name": "echoroo",
     "workers": int(os.environ.get("Q_WORKERS") or os.cpu_count() or 1),
-    "timeout": int(os.environ.get("Q_TIMEOUT", 6 * 3600)),
-    "retry": int(os.environ.get("Q_RETRY", 6 * 3600 + 60)),
+    # A task is one recording: a 24-hour file takes about 15 minutes on one core.
+    "timeout": int(os.environ.get("Q_TIMEOUT") or 3600),
+    # A task whose worker died is handed out again after this long (must exceed the timeout).
+    "retry": int(os.environ.get("Q_RETRY") or 3660),
     "max_attempts": 2,
     "queue_limit": 4,
     "recycle": 500,
