@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Count
 from django.utils import timezone
 
@@ -25,6 +25,27 @@ logger = logging.getLogger(__name__)
 
 # How often a running task reports progress and looks for a cancel, in seconds.
 PROGRESS_EVERY_S = 1.0
+# How long a task waits for the database to come back (a restart, a fail-over) before giving up;
+# a task that gives up is not acknowledged, so the queue hands it out again later.
+DATABASE_OUTAGE_WAIT_S = 120.0
+
+DATABASE_GONE = (OperationalError, InterfaceError)
+
+
+def _with_database(action, *args, **kwargs):
+    """Run a database action, waiting out a database restart: reconnect and try again, with backoff."""
+    waited, pause = 0.0, 0.5
+    while True:
+        try:
+            return action(*args, **kwargs)
+        except DATABASE_GONE:
+            if waited >= DATABASE_OUTAGE_WAIT_S or connection.in_atomic_block:
+                raise
+            logger.warning("the database is unreachable; retrying in %.1f s", pause)
+            connection.close()
+            time.sleep(pause)
+            waited += pause
+            pause = min(pause * 2, 10.0)
 
 
 def load_runtime(model_name: str, config: InferenceConfig) -> ModelRuntime:
@@ -73,7 +94,7 @@ def recording_week(recording, config: InferenceConfig) -> int:
 
 def run_job_recording(job_id: int, recording_id: int) -> str:
     """Process one recording of a job; returns its final state. Safe to run twice."""
-    job_recording = _claim(job_id, recording_id)
+    job_recording = _with_database(_claim, job_id, recording_id)
     if job_recording is None:
         return "skipped"
     job = job_recording.job
@@ -91,7 +112,8 @@ def run_job_recording(job_id: int, recording_id: int) -> str:
         began = time.perf_counter()
         results = _analyse(runtime, job_recording, options)
         analysed = time.perf_counter()
-        store_recording_results(
+        _with_database(
+            store_recording_results,
             recording_id,
             job.model_run_id,
             results,
@@ -103,6 +125,9 @@ def run_job_recording(job_id: int, recording_id: int) -> str:
         error = ""
     except Cancelled:
         state, error = JobRecording.Status.CANCELLED, ""
+    except DATABASE_GONE:
+        # Not the recording's fault: the task fails unacknowledged and is handed out again.
+        raise
     except (AudioError, FileNotFoundError, PermissionError, IsADirectoryError) as failure:
         state, error = JobRecording.Status.FAILED, str(failure)
     except Exception as failure:  # one bad recording fails that recording, never the job
@@ -111,7 +136,7 @@ def run_job_recording(job_id: int, recording_id: int) -> str:
     except KeyboardInterrupt:  # Ctrl-C in `infer --sync`: leave the recording retryable, not "running"
         _finish_recording(job_recording, JobRecording.Status.CANCELLED, "interrupted")
         raise
-    _finish_recording(job_recording, state, error, timings)
+    _with_database(_finish_recording, job_recording, state, error, timings)
     return state
 
 
@@ -151,7 +176,11 @@ def _analyse(runtime: ModelRuntime, job_recording: JobRecording, options: Pipeli
     last_report = time.monotonic()
 
     def should_stop() -> bool:
-        return InferenceJob.objects.filter(pk=job_recording.job_id, status=InferenceJob.Status.CANCELLED).exists()
+        try:
+            return InferenceJob.objects.filter(pk=job_recording.job_id, status=InferenceJob.Status.CANCELLED).exists()
+        except DATABASE_GONE:  # a database restart is no cancel; the next check will see
+            connection.close()
+            return False
 
     path = job_recording.recording.absolute_path
     for batch in analyze(runtime, path, options):
@@ -182,8 +211,11 @@ def _analyse(runtime: ModelRuntime, job_recording: JobRecording, options: Pipeli
 def _report(job_recording: JobRecording, processed: int) -> None:
     # The header's length sets total_clips; never report more than that.
     processed = min(processed, job_recording.total_clips)
-    JobRecording.objects.filter(pk=job_recording.pk).update(processed_clips=processed)
-    _update_job_progress(job_recording.job_id)
+    try:
+        JobRecording.objects.filter(pk=job_recording.pk).update(processed_clips=processed)
+        _update_job_progress(job_recording.job_id)
+    except DATABASE_GONE:  # progress is best effort while the database restarts
+        connection.close()
 
 
 def _update_job_progress(job_id: int) -> None:
