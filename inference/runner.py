@@ -13,7 +13,7 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Count
 from django.utils import timezone
 
-from echoroo.audio import AudioError
+from echoroo.audio import AudioError, read_info
 from inference.config import InferenceConfig
 from inference.models import InferenceJob, JobRecording
 from inference.pipeline import Cancelled, DetectionMerger, PipelineOptions, analyze
@@ -183,6 +183,8 @@ def _analyse(runtime: ModelRuntime, job_recording: JobRecording, options: Pipeli
             return False
 
     path = job_recording.recording.absolute_path
+    if read_info(path).frames == 0:
+        raise AudioError(f"{path.name}: no audio samples (the file changed since it was imported?)")
     for batch in analyze(runtime, path, options):
         starts.append(batch.starts_s)
         ends.append(batch.ends_s)
