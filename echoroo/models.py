@@ -182,9 +182,18 @@ class Tag(models.Model):
 class ModelRun(models.Model):
     """One model at one version: one embedding space, shared by every job that runs it."""
 
+    class Kind(models.TextChoices):
+        MODEL = "model"  # a model run over audio (BirdNET, Perch)
+        CLASSIFIER = "classifier"  # a classifier trained on another run's embeddings
+
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     name = models.CharField(max_length=100)
     version = models.CharField(max_length=100)
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.MODEL)
+    # For a classifier: the model run whose embeddings it scores.
+    source = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="classifier_runs"
+    )
     description = models.TextField(blank=True)
     config = models.JSONField(default=dict, blank=True)
     embedding_dimension = models.PositiveIntegerField(null=True, blank=True)
