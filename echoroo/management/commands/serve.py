@@ -1,5 +1,6 @@
 """Run everything on one machine: migrate, the admin user, static files, gunicorn and a worker cluster."""
 
+import os
 import signal
 import subprocess
 import sys
@@ -10,6 +11,8 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from echoroo.embedded import forget_dead_processes
+
+WORKER_NICENESS = 10
 
 
 class Command(BaseCommand):
@@ -48,7 +51,16 @@ class Command(BaseCommand):
         }
         if not no_worker:
             commands["worker"] = [*manage, "qcluster"]
-        processes = {name: subprocess.Popen(command, cwd=settings.BASE_DIR) for name, command in commands.items()}
+        processes = {
+            # The worker runs at a lower CPU priority: on a shared machine, pages and API answers
+            # come first and inference takes the cycles left over.
+            name: subprocess.Popen(
+                command,
+                cwd=settings.BASE_DIR,
+                preexec_fn=(lambda: os.nice(WORKER_NICENESS)) if name == "worker" else None,
+            )
+            for name, command in commands.items()
+        }
         self.stdout.write(self.style.SUCCESS(f"Echoroo ML is at http://{bind}/ (admin: /admin/, API: /api/v1/)"))
 
         stopping = False
