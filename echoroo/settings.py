@@ -67,6 +67,7 @@ INSTALLED_APPS = [
     "echoroo",
     "embeddings",
     "inference",
+    "search",
 ]
 
 MIDDLEWARE = [

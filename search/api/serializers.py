@@ -1,0 +1,201 @@
+"""What the search API reads and writes (seed-design.md §5.3): search requests, results, a clip's embeddings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from echoroo.api.serializers import PredictionClipSerializer, PredictionModelRunSerializer, by_uuid
+from echoroo.models import Dataset, Recording, Site
+from embeddings.models import ClipEmbedding
+from inference.runtimes import available_runtimes
+from search.queries import MAX_EF_SEARCH
+from search.services import DEFAULT_LIMIT, DEFAULT_MIN_SIMILARITY, MAX_LIMIT, ONE_QUERY
+from search.uploads import MAX_DURATION_S, MAX_UPLOAD_BYTES, MIB
+
+# The largest dimension pgvector stores; a longer list is refused before it is read into numbers.
+MAX_DIMENSION = 16_000
+
+
+def _related(queryset, what: str) -> serializers.SlugRelatedField:
+    return by_uuid(
+        queryset,
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text=f"Only clips of this {what} (its uuid).",
+        error_messages={"does_not_exist": f"no {what} has the uuid {{value}}"},
+        # A text box in the browsable API: a <select> of every recording would be useless.
+        style={"base_template": "input.html"},
+    )
+
+
+class SearchFiltersSerializer(serializers.Serializer):
+    """How many results, how similar, and which clips may be returned: every filter given must hold."""
+
+    limit = serializers.IntegerField(
+        default=DEFAULT_LIMIT, min_value=1, max_value=MAX_LIMIT, help_text="The most results to return."
+    )
+    min_similarity = serializers.FloatField(
+        default=DEFAULT_MIN_SIMILARITY,
+        min_value=-1,
+        max_value=1,
+        help_text="Leave out results less similar than this (cosine similarity, -1 to 1).",
+    )
+    dataset = _related(Dataset.objects.all(), "dataset")
+    site = _related(Site.objects.all(), "site")
+    recording = _related(Recording.objects.all(), "recording")
+    recorded_after = serializers.DateTimeField(
+        required=False, allow_null=True, default=None, help_text="Only clips recorded at or after (ISO 8601)."
+    )
+    recorded_before = serializers.DateTimeField(
+        required=False, allow_null=True, default=None, help_text="Only clips recorded at or before (ISO 8601)."
+    )
+    ef_search = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        default=None,
+        min_value=1,
+        max_value=MAX_EF_SEARCH,
+        help_text="HNSW's candidate list: larger finds more of the true neighbours, slower (default: max(40, limit)).",
+    )
+
+    FILTERS = ("limit", "min_similarity", "dataset", "site", "recording", "recorded_after", "recorded_before")
+
+    def validate(self, attrs: dict) -> dict:
+        after, before = attrs.get("recorded_after"), attrs.get("recorded_before")
+        if after and before and after > before:
+            raise serializers.ValidationError({"recorded_before": "must not be before recorded_after"})
+        return attrs
+
+    def search_options(self) -> dict[str, Any]:
+        """The validated request as search_similar's keyword arguments."""
+        data = self.validated_data
+        return {name: data[name] for name in (*self.FILTERS, "ef_search", "exclude_own_recording") if name in data}
+
+
+def _exclude_own_recording() -> serializers.BooleanField:
+    return serializers.BooleanField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="By a clip: leave out the clips of its recording (the default, unless `recording` is given). "
+        "The query clip itself is never returned.",
+    )
+
+
+@extend_schema_field({"type": "string", "example": "birdnet"})
+class ModelNameField(serializers.CharField):
+    """A model's name, checked by the service (whose message lists the models with embeddings)."""
+
+
+class EmbeddingSearchSerializer(SearchFiltersSerializer):
+    """Search by a vector or by a clip's own embedding, in one model's embedding space."""
+
+    embedding = serializers.ListField(
+        child=serializers.FloatField(),
+        required=False,
+        allow_null=True,
+        default=None,
+        min_length=1,
+        max_length=MAX_DIMENSION,
+        help_text="The query vector, as many numbers as the model's embeddings have (BirdNET 1,024, Perch 1,536).",
+    )
+    clip_uuid = serializers.UUIDField(
+        required=False, allow_null=True, default=None, help_text="Search by this clip's embedding instead."
+    )
+    model_name = ModelNameField(max_length=100, help_text="The model whose embeddings to search, e.g. birdnet.")
+    model_version = serializers.CharField(
+        max_length=100,
+        required=False,
+        default="latest",
+        help_text='The model run\'s version; "latest": the newest run of the model that has embeddings.',
+    )
+    exclude_own_recording = _exclude_own_recording()
+
+    def validate(self, attrs: dict) -> dict:
+        attrs = super().validate(attrs)
+        if (attrs.get("embedding") is None) == (attrs.get("clip_uuid") is None):
+            raise serializers.ValidationError({"embedding": ONE_QUERY})
+        return attrs
+
+
+class SimilarClipsSerializer(SearchFiltersSerializer):
+    """Search by the clip of the URL."""
+
+    model_name = ModelNameField(
+        max_length=100,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="The model whose embedding of the clip to search by; may be left out when the clip has one only.",
+    )
+    model_version = serializers.CharField(
+        max_length=100, required=False, default="latest", help_text="The model run's version."
+    )
+    exclude_own_recording = _exclude_own_recording()
+
+
+class AudioSearchSerializer(SearchFiltersSerializer):
+    """Search by an audio snippet, embedded on the fly with the model."""
+
+    file = serializers.FileField(
+        help_text=f"A short audio snippet (wav, flac, ogg or mp3): at most {MAX_DURATION_S:g} s and "
+        f"{MAX_UPLOAD_BYTES // MIB} MiB. One model window or less is embedded as it is (zero-padded); "
+        "a longer one is the mean of its windows' unit vectors."
+    )
+    model_name = serializers.ChoiceField(choices=available_runtimes(), help_text="The model to embed with.")
+    model_version = serializers.CharField(
+        max_length=100, required=False, default="latest", help_text="Must be the installed version (or latest)."
+    )
+
+
+class ResultRecordingSerializer(serializers.ModelSerializer):
+    dataset = by_uuid()
+    site = by_uuid(allow_null=True)
+
+    class Meta:
+        model = Recording
+        fields = ["uuid", "path", "dataset", "site", "recorded_at"]
+        read_only_fields = fields
+
+
+class SearchResultSerializer(serializers.Serializer):
+    """One clip found (seed-design.md §5.3's EmbeddingSearchResult), with its recording."""
+
+    clip = PredictionClipSerializer(read_only=True)
+    recording = ResultRecordingSerializer(read_only=True)
+    similarity = serializers.FloatField(read_only=True, help_text="1 - cosine distance.")
+    model_run = PredictionModelRunSerializer(read_only=True)
+
+
+class SearchResultsSerializer(serializers.Serializer):
+    results = SearchResultSerializer(many=True, read_only=True, help_text="Most similar first.")
+
+
+class ClipEmbeddingSerializer(serializers.ModelSerializer):
+    model_run = PredictionModelRunSerializer(read_only=True)
+    dimension = serializers.SerializerMethodField()
+    embedding = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ClipEmbedding
+        fields = ["model_run", "dimension", "embedding", "created_at"]
+        read_only_fields = fields
+
+    def get_dimension(self, embedding: ClipEmbedding) -> int:
+        return len(embedding.embedding)
+
+    @extend_schema_field(serializers.ListField(child=serializers.FloatField()))
+    def get_embedding(self, embedding: ClipEmbedding) -> list[float]:
+        return [float(value) for value in embedding.embedding]
+
+
+class ClipEmbeddingsSerializer(serializers.Serializer):
+    """A clip and its embeddings, one per model run (newest run first)."""
+
+    clip = PredictionClipSerializer(read_only=True)
+    recording = serializers.UUIDField(read_only=True, help_text="The clip's recording.")
+    embeddings = ClipEmbeddingSerializer(many=True, read_only=True)

@@ -1,0 +1,14 @@
+"""SearchError: a search that cannot run as asked, naming the request's fields at fault."""
+
+from __future__ import annotations
+
+
+class SearchError(ValueError):
+    """`errors` maps each request field at fault ("embedding", "clip_uuid", "model_name", "file"...) to why.
+
+    The API answers it as a 400 with DRF's usual body, {field: [message]}.
+    """
+
+    def __init__(self, errors: dict[str, str]):
+        super().__init__("; ".join(f"{field}: {message}" for field, message in errors.items()))
+        self.errors = errors

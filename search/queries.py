@@ -1,0 +1,114 @@
+"""The nearest-neighbour SQL: the per-run HNSW index's own expression and predicate, plus filters.
+
+The planner uses a partial expression index only when the query repeats its expression,
+`(embedding::halfvec(D))`, and implies its predicate, `model_run_id = N`, at planning time. So the
+dimension and the model run's id are written into the SQL as integer literals, never bound: a
+prepared statement's generic plan sees `model_run_id = $1`, which cannot prove `= N`, and falls back
+to reading every row of the run (see tests/search/test_service.py).
+
+Filters are applied while the index is walked, with pgvector 0.8's iterative scans: when too few
+of the nearest rows pass them, the scan goes on until `limit` rows pass (or `hnsw.max_scan_tuples`
+rows were looked at). Relaxed order finds more of the true neighbours than strict order, and the
+outer query sorts the rows again, as pgvector's README advises.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+from django.db import connection, transaction
+
+from embeddings.indexes import TABLES, indexed_expression
+
+# pgvector's range for hnsw.ef_search; the candidate list must hold at least `limit` rows.
+MIN_EF_SEARCH = 40
+MAX_EF_SEARCH = 1000
+# How many rows an iterative scan may look at before it gives up: a filter passing 0.1 % of a
+# run's rows still fills 20 results. pgvector's default; raise it for rarer filters.
+MAX_SCAN_TUPLES = 20_000
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Which clips may be returned; every filter set must hold (ids, not objects)."""
+
+    dataset_id: int | None = None
+    site_id: int | None = None
+    recording_id: int | None = None
+    recorded_after: datetime | None = None  # included
+    recorded_before: datetime | None = None  # included
+    exclude_recording_id: int | None = None
+    exclude_clip_id: int | None = None
+
+    def needs_recording(self) -> bool:
+        return any(
+            value is not None for value in (self.dataset_id, self.site_id, self.recorded_after, self.recorded_before)
+        )
+
+    def needs_clip(self) -> bool:
+        return self.needs_recording() or self.recording_id is not None or self.exclude_recording_id is not None
+
+
+def vector_literal(vector: np.ndarray) -> str:
+    """A vector as pgvector's text form; float16 values print exactly, so stored vectors round-trip."""
+    return "[" + ",".join(repr(float(value)) for value in np.asarray(vector).ravel()) + "]"
+
+
+def nearest_clips_sql(model_run_id: int, dimension: int, filters: Filters, limit: int) -> tuple[str, list]:
+    """SQL and parameters (the query vector first) of the `limit` nearest clips: rows (clip_id, distance)."""
+    table, _ = TABLES["clip"]
+    # Unqualified, as in the index: only the embeddings table has a column named `embedding`.
+    expression = indexed_expression(dimension)
+    joins, where, params = [], [f"e.model_run_id = {int(model_run_id)}"], []
+    if filters.needs_clip():
+        joins.append("JOIN echoroo_clip c ON c.id = e.clip_id")
+    if filters.needs_recording():
+        joins.append("JOIN echoroo_recording r ON r.id = c.recording_id")
+    for condition, value in (
+        ("r.dataset_id = %s", filters.dataset_id),
+        ("r.site_id = %s", filters.site_id),
+        ("c.recording_id = %s", filters.recording_id),
+        ("r.recorded_at >= %s", filters.recorded_after),
+        ("r.recorded_at <= %s", filters.recorded_before),
+        ("c.recording_id <> %s", filters.exclude_recording_id),
+        ("e.clip_id <> %s", filters.exclude_clip_id),
+    ):
+        if value is not None:
+            where.append(condition)
+            params.append(value)
+    sql = (
+        "WITH nearest AS MATERIALIZED ("
+        f" SELECT e.clip_id, {expression} <=> %s::halfvec({int(dimension)}) AS distance"
+        f" FROM {table} e {' '.join(joins)}"
+        f" WHERE {' AND '.join(where)}"
+        f" ORDER BY distance LIMIT {int(limit)}"
+        ") SELECT clip_id, distance FROM nearest ORDER BY distance, clip_id"
+    )
+    return sql, [None, *params]
+
+
+def nearest_clips(
+    model_run_id: int,
+    dimension: int,
+    vector: np.ndarray,
+    filters: Filters,
+    *,
+    limit: int,
+    ef_search: int | None = None,
+    iterative_scan: bool = True,
+) -> list[tuple[int, float]]:
+    """(clip_id, cosine distance) of the `limit` nearest clips of one model run, nearest first."""
+    sql, params = nearest_clips_sql(model_run_id, dimension, filters, limit)
+    params[0] = vector_literal(vector)
+    ef_search = min(MAX_EF_SEARCH, max(MIN_EF_SEARCH, limit, ef_search or 0))
+    # SET LOCAL lasts to the end of the transaction: the settings never leak into another query.
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', %s, true),"
+            " set_config('hnsw.max_scan_tuples', %s, true)",
+            [str(ef_search), "relaxed_order" if iterative_scan else "off", str(MAX_SCAN_TUPLES)],
+        )
+        cursor.execute(sql, params)
+        return [(clip_id, distance) for clip_id, distance in cursor.fetchall() if distance == distance]  # no NaN
