@@ -9,10 +9,12 @@ from __future__ import annotations
 from django.db.models import Aggregate, Count, OuterRef, Prefetch, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 from rest_framework import mixins, viewsets
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.permissions import IsAuthenticated
 
 from echoroo.api import filters, serializers
 from echoroo.api.pagination import NewestFirstCursorPagination, OldestFirstCursorPagination
+from echoroo.api.permissions import OwnerOrStaffMayChange, StaffMayChange
 from echoroo.models import (
     Clip,
     ClipAnnotation,
@@ -42,8 +44,11 @@ class DatasetViewSet(viewsets.ModelViewSet):
         recording_hours=of_dataset(Sum("duration"), empty=0.0) / SECONDS_PER_HOUR,
     )
     serializer_class = serializers.DatasetSerializer
-    permission_classes = [IsAuthenticated]
+    permission_classes = [OwnerOrStaffMayChange]
     lookup_field = "uuid"
+
+    def owner_id_of(self, dataset: Dataset) -> int | None:
+        return dataset.created_by_id
 
     def perform_create(self, serializer):
         serializer.save(created_by=self.request.user)
@@ -53,8 +58,18 @@ class SiteViewSet(viewsets.ModelViewSet):
     queryset = Site.objects.select_related("dataset")
     serializer_class = serializers.SiteSerializer
     filterset_class = filters.SiteFilter
-    permission_classes = [IsAuthenticated]
+    permission_classes = [OwnerOrStaffMayChange]
     lookup_field = "uuid"
+
+    def owner_id_of(self, site: Site) -> int | None:
+        return site.dataset.created_by_id
+
+    def perform_create(self, serializer):
+        dataset = serializer.validated_data["dataset"]
+        user = self.request.user
+        if not (user.is_staff or dataset.created_by_id == user.pk):
+            raise PermissionDenied("only staff or the dataset's creator may add sites to it")
+        serializer.save()
 
 
 class TagViewSet(
@@ -69,7 +84,7 @@ class TagViewSet(
     queryset = Tag.objects.all()
     serializer_class = serializers.TagSerializer
     filterset_class = filters.TagFilter
-    permission_classes = [IsAuthenticated]
+    permission_classes = [StaffMayChange]
     lookup_field = "uuid"
 
 
@@ -85,7 +100,7 @@ class ModelRunViewSet(
     queryset = ModelRun.objects.all()
     serializer_class = serializers.ModelRunSerializer
     filterset_class = filters.ModelRunFilter
-    permission_classes = [IsAuthenticated]
+    permission_classes = [StaffMayChange]
     lookup_field = "uuid"
 
 

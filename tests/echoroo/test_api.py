@@ -80,8 +80,8 @@ def uuids(response) -> set[str]:
 
 
 @pytest.fixture
-def dataset() -> Dataset:
-    return Dataset.objects.create(name="Wetlands 2026")
+def dataset(user) -> Dataset:
+    return Dataset.objects.create(name="Wetlands 2026", created_by=user)
 
 
 @pytest.fixture
@@ -247,17 +247,19 @@ def test_sites_filter_by_dataset(api_client, dataset):
     assert uuids(api_client.get(f"{API}sites/", {"dataset": str(dataset.uuid)})) == {str(reedbed.uuid)}
 
 
-def test_tags_are_created_updated_and_kept(api_client):
+def test_tags_are_created_updated_and_kept(api_client, staff):
     created = api_client.post(f"{API}tags/", {"key": SPECIES, "value": ROBIN}, format="json")
     assert created.status_code == 201
     url = f"{API}tags/{created.json()['uuid']}/"
+    assert api_client.patch(url, {"value": BLACKBIRD}, format="json").status_code == 403
+    api_client.force_authenticate(staff)
     assert api_client.patch(url, {"value": BLACKBIRD}, format="json").json()["value"] == BLACKBIRD
     assert api_client.post(f"{API}tags/", {"key": SPECIES, "value": BLACKBIRD}, format="json").status_code == 400
     assert api_client.delete(url).status_code == 405
     assert uuids(api_client.get(f"{API}tags/", {"value__icontains": "merula"})) == {created.json()["uuid"]}
 
 
-def test_model_runs_are_created_and_updated_but_not_deleted(api_client):
+def test_model_runs_are_created_and_updated_but_not_deleted(api_client, staff):
     created = api_client.post(
         f"{API}model-runs/",
         {"name": "BirdNET", "version": "2.4", "config": {"sensitivity": 1.0}, "embedding_dimension": 1024},
@@ -265,6 +267,8 @@ def test_model_runs_are_created_and_updated_but_not_deleted(api_client):
     )
     assert created.status_code == 201, created.content
     url = f"{API}model-runs/{created.json()['uuid']}/"
+    assert api_client.patch(url, {"description": "Default settings"}, format="json").status_code == 403
+    api_client.force_authenticate(staff)
     assert api_client.patch(url, {"description": "Default settings"}, format="json").status_code == 200
     assert api_client.delete(url).status_code == 405
     assert api_client.post(f"{API}model-runs/", {"name": "BirdNET", "version": "2.4"}, format="json").status_code == 400
@@ -501,3 +505,22 @@ def test_annotations_are_listed_newest_first_and_cannot_be_edited(api_client, us
     url = f"{API}annotations/{client_posts[0].json()['uuid']}/"
     assert api_client.patch(url, {"notes": "changed"}, format="json").status_code == 405
     assert api_client.delete(url).status_code == 405
+
+
+def test_only_the_creator_or_staff_change_a_dataset_and_its_sites(api_client, user, staff, django_user_model):
+    theirs = Dataset.objects.create(name="Someone else's", created_by=staff)
+    site = Site.objects.create(dataset=theirs, name="Ridge")
+    url = f"{API}datasets/{theirs.uuid}/"
+    assert api_client.get(url).status_code == 200
+    assert api_client.patch(url, {"description": "mine now"}, format="json").status_code == 403
+    assert api_client.delete(url).status_code == 403
+    assert api_client.patch(f"{API}sites/{site.uuid}/", {"name": "Renamed"}, format="json").status_code == 403
+    added = api_client.post(f"{API}sites/", {"dataset": str(theirs.uuid), "name": "Sneaky"}, format="json")
+    assert added.status_code == 403
+    assert Dataset.objects.filter(pk=theirs.pk, description="").exists() and theirs.sites.count() == 1
+    mine = api_client.post(f"{API}datasets/", {"name": "Mine"}, format="json").json()
+    assert api_client.patch(f"{API}datasets/{mine['uuid']}/", {"description": "ok"}, format="json").status_code == 200
+    api_client.force_authenticate(staff)
+    assert (
+        api_client.patch(f"{API}datasets/{mine['uuid']}/", {"description": "curated"}, format="json").status_code == 200
+    )
