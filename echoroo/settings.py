@@ -50,6 +50,8 @@ PERCH_MODEL = os.environ.get("PERCH_MODEL", "")
 BIRDNET_THREADS = int(os.environ.get("BIRDNET_THREADS") or 1)
 # Derived model files made once and kept (BirdNET with its embedding as a second output).
 MODEL_CACHE_DIR = Path(os.environ.get("ECHOROO_CACHE_DIR") or VAR_DIR / "cache").resolve()
+# Spectrogram PNGs the pages show, made once; named by the audio's sha256, so never stale.
+SPECTROGRAM_CACHE_DIR = MODEL_CACHE_DIR / "spectrograms"
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -137,6 +139,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -145,7 +148,7 @@ STORAGES = {
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
 }
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "/login/"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

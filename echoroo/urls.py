@@ -15,4 +15,9 @@ urlpatterns = [
     path("api/v1/auth/", include("rest_framework.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("", include("echoroo.page_urls")),
 ]
+
+handler400 = "echoroo.views.bad_request"
+handler404 = "echoroo.views.not_found"
+handler500 = "echoroo.views.server_error"

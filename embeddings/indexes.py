@@ -25,6 +25,10 @@ def ensure_hnsw_index(kind: str, model_run_id: int, dimension: int) -> str:
     table, _ = TABLES[kind]
     name = index_name(kind, model_run_id)
     with connection.cursor() as cursor:
+        if connection.in_atomic_block:
+            # PostgreSQL refuses CREATE INDEX on a table with deferred foreign-key checks still
+            # pending in this transaction; running them now lets a ModelRun be made anywhere.
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
         cursor.execute(
             f"CREATE INDEX IF NOT EXISTS {name} ON {table} USING hnsw "
             f"({indexed_expression(dimension)} halfvec_cosine_ops) WHERE model_run_id = {int(model_run_id)}"

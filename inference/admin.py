@@ -7,19 +7,26 @@ import json
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
-from django.db import OperationalError, connection, transaction
-from django.db.models import Count, Max, QuerySet, Sum
+from django.db import transaction
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from echoroo.admin import BigTableAdmin, DatasetAdmin, RecordingAdmin
-from echoroo.models import SPECIES, ClipPredictionTag, Dataset, Recording
+from echoroo.models import Dataset, Recording
 from inference import services
 from inference.config import FIELD_NAMES, ConfigError
 from inference.forms import InferenceJobForm
 from inference.models import InferenceJob, JobRecording
+from inference.queries import (
+    TOP_SPECIES,
+    recording_counts,
+    shown_job_recordings,
+    species_summary,
+    within_time_limit,
+)
 
 MODEL_LABELS = {"birdnet": "BirdNET", "perch": "Perch"}
 # One job per selected row: past this, running a whole dataset is the better action.
@@ -27,7 +34,6 @@ MAX_TARGETS = 1000
 SHOWN_TARGETS = 20
 # The job page lists at most this many recordings; the JobRecording list pages through the rest.
 RECORDING_ROWS = 200
-TOP_SPECIES = 20
 # The top-species summary of a huge job gives up rather than hold the page.
 TOP_SPECIES_TIME_LIMIT_MS = 3000
 FORM_FIELDSETS = (
@@ -180,50 +186,17 @@ admin.site.register(Recording, RecordingWithJobsAdmin)
 # --- What a job found, and where it stands ------------------------------------------------------
 
 
-def species_summary(job: InferenceJob, limit: int = TOP_SPECIES) -> QuerySet:
-    """The species the job's model run found on the job's recordings: clip predictions and best score, most first."""
-    return (
-        ClipPredictionTag.objects.filter(
-            tag__key=SPECIES,
-            clip_prediction__model_run_id=job.model_run_id,
-            clip_prediction__clip__recording_id__in=JobRecording.objects.filter(job=job).values("recording_id"),
-        )
-        .values("tag__value")
-        .annotate(predictions=Count("id"), max_score=Max("score"))
-        .order_by("-predictions", "-max_score", "tag__value")[:limit]
-    )
-
-
 def top_species(job: InferenceJob) -> list[dict] | None:
     """species_summary's rows (one aggregate query), or None when it takes over TOP_SPECIES_TIME_LIMIT_MS."""
-    try:
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(f"SET LOCAL statement_timeout = {int(TOP_SPECIES_TIME_LIMIT_MS)}")
-            rows = list(species_summary(job))
-            cursor.execute("SET LOCAL statement_timeout = DEFAULT")
-    except OperationalError:
-        return None
-    return rows
+    return within_time_limit(lambda: list(species_summary(job)), TOP_SPECIES_TIME_LIMIT_MS)
 
 
 def recording_states(job: InferenceJob) -> dict:
     """The job's recordings counted by status, and at most RECORDING_ROWS of them: all, or the failed and running."""
-    order = list(JobRecording.Status.values)
-    states = sorted(
-        JobRecording.objects.filter(job=job)
-        .order_by()
-        .values("status")
-        .annotate(recordings=Count("id"), processed=Sum("processed_clips"), total=Sum("total_clips")),
-        key=lambda state: order.index(state["status"]),
-    )
+    states = recording_counts(job)
     counts = {state["status"]: state["recordings"] for state in states}
     total = sum(counts.values())
-    rows = JobRecording.objects.filter(job=job).select_related("recording")
-    if total <= RECORDING_ROWS:
-        shown = list(rows.order_by("recording__path"))
-    else:
-        shown = list(rows.filter(status=JobRecording.Status.FAILED).order_by("id")[:RECORDING_ROWS])
-        shown += rows.filter(status=JobRecording.Status.RUNNING).order_by("id")[: RECORDING_ROWS - len(shown)]
+    shown = shown_job_recordings(job, total, RECORDING_ROWS)
     for row in shown:
         row.status_html = status_html(row.status)
     for state in states:

@@ -1,0 +1,269 @@
+"""The HTML pages of the core app: home (datasets, recent jobs) and a recording with its spectrogram and detections."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from urllib.parse import urlencode
+
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery, Sum
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET
+
+from echoroo.media import RECORDING_PX_PER_S
+from echoroo.models import SPECIES, ClipPredictionTag, Dataset, ModelRun, Recording
+from echoroo.spectrogram import SpectrogramParams
+from inference.models import InferenceJob
+
+# The recording page shows this much of the spectrogram at a time; prev/next step by it.
+VIEW_S = 60.0
+DETECTIONS_PER_PAGE = 50
+# Detections drawn over one view at most (the table pages through all of them); lanes stacked at most.
+MAX_BOXES = 300
+MAX_LANES = 8
+# Labels written in one box (vertically, side by side); the rest are counted, and in the table.
+LABELS_PER_BOX = 4
+RECENT_JOBS = 10
+
+
+# Pages need a logged-in user: anyone else goes to the login page (settings.LOGIN_URL) and comes back.
+page_login_required = login_required
+
+
+def may_start_jobs(user) -> bool:
+    """Who may create jobs here: staff with the "add inference job" permission, as in the admin."""
+    return bool(user.is_staff and user.has_perm("inference.add_inferencejob"))
+
+
+def species_names(value: str) -> tuple[str, str]:
+    """(common name, scientific name) of a species tag: BirdNET writes "Scientific_Common", others one name."""
+    scientific, _, common = value.partition("_")
+    return (common, scientific) if common else (value, "")
+
+
+def clock(seconds: float) -> str:
+    """Seconds into a recording as h:mm:ss.s or m:ss.s."""
+    minutes, rest = divmod(max(seconds, 0.0), 60)
+    hours, minutes = divmod(int(minutes), 60)
+    return f"{hours}:{minutes:02}:{rest:04.1f}" if hours else f"{minutes}:{rest:04.1f}"
+
+
+def recording_url(recording_uuid, start_s: float = 0.0, **params) -> str:
+    """The recording page at a time (and, given, with a clip highlighted or filters set)."""
+    query = {"t": f"{start_s:g}", **{name: value for name, value in params.items() if value not in (None, "")}}
+    return reverse("recording", args=[recording_uuid]) + "?" + urlencode(query)
+
+
+def duration_text(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    hours, rest = divmod(round(seconds), 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{hours} h {minutes:02} min" if hours else f"{minutes} min {seconds:02} s" if minutes else f"{seconds} s"
+
+
+def with_progress(jobs) -> list[InferenceJob]:
+    """Jobs with what their row shows: whole percent (rounded down: 99.6 % is not done) and duration."""
+    jobs = list(jobs)
+    for job in jobs:
+        job.percent = int(job.progress)
+        job.duration = duration_text(job.duration_s)
+    return jobs
+
+
+def jobs_queryset() -> QuerySet:
+    return InferenceJob.objects.select_related("model_run", "dataset", "recording")
+
+
+@require_GET
+@page_login_required
+def home(request: HttpRequest) -> HttpResponse:
+    """Datasets with their recordings and hours, and the latest jobs."""
+    first_recording = Recording.objects.filter(dataset=OuterRef("pk")).order_by("path").values("uuid")[:1]
+    datasets = Dataset.objects.annotate(
+        recordings_count=Count("recordings"),
+        hours=Sum("recordings__duration") / 3600,
+        first_recording=Subquery(first_recording),
+    )
+    context = {
+        "datasets": datasets,
+        "jobs": with_progress(jobs_queryset()[:RECENT_JOBS]),
+        "can_start_jobs": may_start_jobs(request.user),
+    }
+    return render(request, "pages/home.html", context)
+
+
+# --- The recording page -------------------------------------------------------------------------
+
+
+def detection_rows(recording: Recording) -> QuerySet:
+    """Every species score of every clip of the recording, as plain rows: one query, however many."""
+    return (
+        ClipPredictionTag.objects.filter(clip_prediction__clip__recording=recording, tag__key=SPECIES)
+        .values(
+            "score",
+            species=F("tag__value"),
+            clip_uuid=F("clip_prediction__clip__uuid"),
+            start_time=F("clip_prediction__clip__start_time"),
+            end_time=F("clip_prediction__clip__end_time"),
+            model_run_uuid=F("clip_prediction__model_run__uuid"),
+            model_name=F("clip_prediction__model_run__name"),
+            model_version=F("clip_prediction__model_run__version"),
+        )
+        .order_by("start_time", "-score", "species")
+    )
+
+
+def detection_filters(request: HttpRequest) -> tuple[dict, Q]:
+    """The table's filters as given (to show in the form and keep in links) and as a Q."""
+    given = {name: request.GET.get(name, "").strip() for name in ("species", "min_score", "model")}
+    condition = Q()
+    if given["species"]:
+        condition &= Q(tag__value=given["species"])
+    try:
+        min_score = float(given["min_score"]) if given["min_score"] else None
+    except ValueError:
+        min_score, given["min_score"] = None, ""
+    if min_score is not None and math.isfinite(min_score):
+        condition &= Q(score__gte=min_score)
+    if given["model"]:
+        try:
+            condition &= Q(clip_prediction__model_run__uuid=uuid.UUID(given["model"]))
+        except ValueError:
+            given["model"] = ""
+    return given, condition
+
+
+def view_start(request: HttpRequest, duration_s: float) -> float:
+    """Where the view begins: the VIEW_S-long page holding ?t= (the first one by default)."""
+    try:
+        wanted = float(request.GET.get("t", 0))
+    except ValueError:
+        wanted = 0.0
+    if not math.isfinite(wanted):
+        wanted = 0.0
+    wanted = min(max(wanted, 0.0), duration_s)
+    start = math.floor(wanted / VIEW_S) * VIEW_S
+    # A time at the very end belongs to the last page, not to an empty one after it.
+    return start - VIEW_S if start >= duration_s and start > 0 else start
+
+
+def boxes(rows: list[dict], view_from: float, view_to: float) -> list[dict]:
+    """One box per clip, placed in percent of the view, holding its detections' labels (best first).
+
+    Clips that overlap in time (windows with overlap) go in lanes, each lane's boxes a little lower,
+    so that every box keeps an edge of its own to click.
+    """
+    span = view_to - view_from
+    by_clip: dict = {}
+    for row in rows:
+        by_clip.setdefault(row["clip_uuid"], []).append(row)
+    lane_ends: list[float] = []
+    drawn = []
+    for detections in by_clip.values():
+        first = detections[0]
+        lane = next((i for i, end in enumerate(lane_ends) if end <= first["start_time"] + 1e-9), len(lane_ends))
+        if lane >= MAX_LANES:
+            continue
+        if lane == len(lane_ends):
+            lane_ends.append(first["end_time"])
+        else:
+            lane_ends[lane] = first["end_time"]
+        left = max(first["start_time"], view_from)
+        right = min(first["end_time"], view_to)
+        detections = sorted(detections, key=lambda row: -row["score"])
+        drawn.append(
+            {
+                "clip_uuid": first["clip_uuid"],
+                "audio_url": first["audio_url"],
+                "clock": first["clock"],
+                "lane": lane,
+                "left_pct": f"{100 * (left - view_from) / span:.3f}",
+                "width_pct": f"{100 * (right - left) / span:.3f}",
+                "labels": detections[:LABELS_PER_BOX],
+                "more": len(detections) - LABELS_PER_BOX,
+                "title": "\n".join(f"{row['common_name']} {row['score']:.3f}" for row in detections),
+            }
+        )
+    return drawn
+
+
+def decorate(row: dict) -> dict:
+    """Names and links the templates show for one detection row."""
+    common, scientific = species_names(row["species"])
+    return {
+        **row,
+        "common_name": common,
+        "scientific_name": scientific,
+        "clock": clock(row["start_time"]),
+        "end_clock": clock(row["end_time"]),
+        "audio_url": reverse("clip-audio", args=[row["clip_uuid"]]),
+        "similar_url": reverse("search") + "?" + urlencode({"clip": row["clip_uuid"], "model": row["model_run_uuid"]}),
+    }
+
+
+@require_GET
+@page_login_required
+def recording_page(request: HttpRequest, recording_uuid) -> HttpResponse:
+    """A recording: a minute of spectrogram with the detections drawn on it, a player, and the detections table."""
+    recording = get_object_or_404(Recording.objects.select_related("dataset", "site"), uuid=recording_uuid)
+    duration = recording.duration
+    view_from = view_start(request, duration)
+    view_to = min(view_from + VIEW_S, duration)
+    given, condition = detection_filters(request)
+    rows = detection_rows(recording).filter(condition)
+
+    overlapping = Q(clip_prediction__clip__start_time__lt=view_to, clip_prediction__clip__end_time__gt=view_from)
+    in_view = [decorate(row) for row in rows.filter(overlapping)[:MAX_BOXES]]
+    page = Paginator(rows, DETECTIONS_PER_PAGE).get_page(request.GET.get("page"))
+    page.object_list = [decorate(row) for row in page.object_list]
+
+    # The filter form's choices: the species and model runs found on this recording.
+    found = (
+        ClipPredictionTag.objects.filter(clip_prediction__clip__recording=recording, tag__key=SPECIES)
+        .values("tag__value")
+        .annotate(count=Count("id"))
+        .order_by("tag__value")
+    )
+    species_choices = [(row["tag__value"], f"{species_names(row['tag__value'])[0]} ({row['count']})") for row in found]
+    model_runs = ModelRun.objects.filter(clip_predictions__clip__recording=recording).distinct().order_by("name")
+
+    filters = {name: value for name, value in given.items() if value}
+    step = {"prev": view_from - VIEW_S if view_from > 0 else None, "next": view_to if view_to < duration else None}
+    max_freq_hz = min(recording.samplerate / 2, SpectrogramParams.max_freq_hz)
+    spectrogram_url = (
+        reverse("recording-spectrogram", args=[recording.uuid])
+        + "?"
+        + urlencode({"start": f"{view_from:g}", "end": f"{view_to:g}"})
+    )
+    context = {
+        "recording": recording,
+        "view_from": view_from,
+        "view_to": view_to,
+        "view_clock": f"{clock(view_from)} – {clock(view_to)}",
+        "spectrogram_url": spectrogram_url,
+        "spectrogram_width": max(1, round((view_to - view_from) * RECORDING_PX_PER_S)),
+        "max_freq_khz": max_freq_hz / 1000,
+        "half_freq_khz": max_freq_hz / 2000,
+        "boxes": boxes(in_view, view_from, view_to),
+        "boxes_capped": len(in_view) >= MAX_BOXES,
+        "prev_url": recording_url(recording.uuid, step["prev"], **filters) if step["prev"] is not None else None,
+        "next_url": recording_url(recording.uuid, step["next"], **filters) if step["next"] is not None else None,
+        "page": page,
+        "filters": given,
+        "filter_query": urlencode({"t": f"{view_from:g}", **filters}),
+        "table_query": urlencode(filters),
+        "species_choices": species_choices,
+        "model_runs": model_runs,
+        "highlight": request.GET.get("clip", ""),
+        "ticks": [
+            {"left_pct": f"{100 * (t - view_from) / (view_to - view_from):.3f}", "label": clock(t).removesuffix(".0")}
+            for t in range(math.ceil(view_from / 10) * 10, math.ceil(view_to), 10)
+        ],
+        "can_start_jobs": may_start_jobs(request.user),
+    }
+    return render(request, "pages/recording.html", context)

@@ -1,0 +1,259 @@
+"""The jobs pages: the list with live progress, a job's page with its recordings and species, and a start form.
+
+Starting, cancelling and retrying call inference.services as the person acting, like the admin and
+the API; the form is the admin's InferenceJobForm, so the same settings are checked the same way.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import PurePosixPath
+from urllib.parse import urlencode
+
+from django import forms
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from echoroo.media import login_required_401
+from echoroo.models import Dataset, Recording
+from echoroo.pages import (
+    clock,
+    duration_text,
+    jobs_queryset,
+    may_start_jobs,
+    page_login_required,
+    recording_url,
+    species_names,
+    with_progress,
+)
+from inference import services
+from inference.config import ConfigError
+from inference.forms import InferenceJobForm
+from inference.models import InferenceJob
+from inference.queries import best_clips, recording_counts, shown_job_recordings, species_summary, within_time_limit
+
+JOBS_PER_PAGE = 50
+# The job page lists at most this many recordings (all of them, or the failed and running first).
+RECORDING_ROWS = 200
+TOP_SPECIES = 30
+# The species summary of a huge job gives up rather than hold the page.
+SPECIES_TIME_LIMIT_MS = 3000
+# Progress asked for at once by one poll: a page of the job list.
+MAX_POLLED_JOBS = 100
+# A recording field lists this many paths to pick from as you type; any other is typed in full.
+RECORDING_SUGGESTIONS = 200
+
+
+def progress(job: InferenceJob) -> dict:
+    """What a progress bar shows of a job; the same for the page and for the JSON the page polls."""
+    return {
+        "uuid": str(job.uuid),
+        "status": job.status,
+        "finished": job.is_finished,
+        "progress": round(job.progress, 1),
+        # Rounded down: a job at 99.6 % is not done.
+        "percent": int(job.progress),
+        "processed_clips": job.processed_clips,
+        "total_clips": job.total_clips,
+        "duration": duration_text(job.duration_s),
+        "error_message": job.error_message,
+    }
+
+
+@require_GET
+@page_login_required
+def job_list(request: HttpRequest) -> HttpResponse:
+    """Every job, newest first, with progress bars the page keeps up to date."""
+    jobs = jobs_queryset()
+    status = request.GET.get("status", "")
+    if status in InferenceJob.Status.values:
+        jobs = jobs.filter(status=status)
+    page = Paginator(jobs, JOBS_PER_PAGE).get_page(request.GET.get("page"))
+    context = {
+        "page": page,
+        "jobs": with_progress(page.object_list),
+        "status": status,
+        "status_query": urlencode({"status": status}) if status else "",
+        "statuses": InferenceJob.Status.values,
+        "can_start_jobs": may_start_jobs(request.user),
+    }
+    return render(request, "pages/jobs.html", context)
+
+
+@never_cache
+@require_GET
+@login_required_401
+def job_progress(request: HttpRequest) -> JsonResponse:
+    """{"jobs": [progress of each ?job=<uuid>]}: what the pages poll every two seconds."""
+    wanted = []
+    for value in request.GET.getlist("job")[:MAX_POLLED_JOBS]:
+        try:
+            wanted.append(uuid.UUID(value))
+        except ValueError:
+            return JsonResponse({"job": f"{value!r} is not a job's UUID"}, status=400)
+    jobs = InferenceJob.objects.filter(uuid__in=wanted)
+    return JsonResponse({"jobs": [progress(job) for job in jobs]})
+
+
+@require_GET
+@page_login_required
+def job_page(request: HttpRequest, job_uuid) -> HttpResponse:
+    """A job: its progress, settings, recordings (capped) and the species it found with links to the best clips."""
+    job = get_object_or_404(jobs_queryset().select_related("created_by"), uuid=job_uuid)
+    states = recording_counts(job)
+    total = sum(state["recordings"] for state in states)
+    rows = shown_job_recordings(job, total, RECORDING_ROWS)
+    for row in rows:
+        row.url = recording_url(row.recording.uuid)
+
+    def found() -> list[dict]:
+        summary = list(species_summary(job, TOP_SPECIES))
+        best = best_clips(job, [row["tag__value"] for row in summary])
+        for row in summary:
+            row["common_name"], row["scientific_name"] = species_names(row["tag__value"])
+            row["best"] = [
+                {
+                    **clip,
+                    "url": recording_url(clip["recording_uuid"], clip["start_time"], clip=clip["clip_uuid"]),
+                    # One recording: its times are enough; a dataset: the file's name too.
+                    "label": clock(clip["start_time"])
+                    if job.recording_id
+                    else f"{PurePosixPath(clip['recording_path']).name} {clock(clip['start_time'])}",
+                    "audio_url": reverse("clip-audio", args=[clip["clip_uuid"]]),
+                }
+                for clip in best.get(row["tag__value"], [])
+            ]
+        return summary
+
+    context = {
+        "job": job,
+        "job_progress": progress(job),
+        "recording_states": states,
+        "recording_total": total,
+        "recording_rows": rows,
+        "recording_rows_are_all": total <= RECORDING_ROWS,
+        "species": within_time_limit(found, SPECIES_TIME_LIMIT_MS),
+        "species_limit": TOP_SPECIES,
+        "config": sorted(job.config.items()),
+        "can_change": job.can_be_changed_by(request.user),
+        "can_retry": job.is_finished and any(state["status"] in ("failed", "cancelled") for state in states),
+    }
+    return render(request, "pages/job.html", context)
+
+
+def job_action(service, done: str):
+    """A POST that calls one service on a job as the person acting, then goes back to the job's page."""
+
+    @require_POST
+    @page_login_required
+    def view(request: HttpRequest, job_uuid) -> HttpResponse:
+        job = get_object_or_404(InferenceJob, uuid=job_uuid)
+        if not job.can_be_changed_by(request.user):
+            raise PermissionDenied("only staff or the job's creator may start, cancel or retry it")
+        try:
+            service(job, by=request.user)
+        except ConfigError as error:
+            messages.error(request, "; ".join(error.errors.values()))
+        else:
+            messages.success(request, done)
+        return redirect("job", job_uuid=job.uuid)
+
+    view.__name__ = f"{service.__name__}_view"
+    return view
+
+
+start_job = job_action(services.start_job, "Started: the workers take its recordings one by one.")
+cancel_job = job_action(services.cancel_job, "Cancelled: finished recordings keep their results.")
+retry_job = job_action(services.retry_failed, "Retrying its failed and cancelled recordings.")
+
+
+# --- Starting a job -------------------------------------------------------------------------------
+
+
+class TargetForm(forms.Form):
+    """What a new job runs on: a whole dataset, or one recording (by UUID or path)."""
+
+    target = forms.ChoiceField(
+        choices=[("dataset", "A dataset"), ("recording", "A recording")], initial="dataset", widget=forms.RadioSelect
+    )
+    dataset = forms.ModelChoiceField(Dataset.objects.all(), required=False, to_field_name="uuid")
+    recording = forms.CharField(
+        required=False,
+        help_text="Its UUID, or its path under AUDIO_ROOT as the recording list shows it.",
+        widget=forms.TextInput(attrs={"list": "recording-paths", "size": 60}),
+    )
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if data.get("target") == "dataset":
+            if not data.get("dataset"):
+                self.add_error("dataset", "Pick the dataset to run the model on.")
+            data["recording"] = None
+        elif data.get("target") == "recording":
+            data["dataset"] = None
+            data["recording"] = self.find_recording(data.get("recording") or "")
+        return data
+
+    def find_recording(self, text: str) -> Recording | None:
+        text = text.strip()
+        if not text:
+            self.add_error("recording", "Give the recording's UUID or path.")
+            return None
+        try:
+            matches = list(Recording.objects.filter(uuid=uuid.UUID(text))[:2])
+        except ValueError:
+            matches = list(Recording.objects.filter(path=text).select_related("dataset")[:2])
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            self.add_error("recording", "Recordings of several datasets have this path: give the recording's UUID.")
+        else:
+            self.add_error("recording", f"No recording has the UUID or path {text!r}.")
+        return None
+
+
+@require_http_methods(["GET", "POST"])
+@page_login_required
+def new_job(request: HttpRequest) -> HttpResponse:
+    """The admin's job form with a target: creates the job, starts it when asked, and shows its page."""
+    if not may_start_jobs(request.user):
+        raise PermissionDenied("starting jobs needs a staff account with the “add inference job” permission")
+    if request.method == "POST":
+        target_form = TargetForm(request.POST)
+        form = InferenceJobForm(request.POST)
+        if target_form.is_valid() and form.is_valid():
+            target = {
+                "dataset": target_form.cleaned_data["dataset"],
+                "recording": target_form.cleaned_data["recording"],
+            }
+            try:
+                with transaction.atomic():
+                    job = services.create_job(**form.job_arguments(), **target, by=request.user)
+                    if form.cleaned_data["start_now"]:
+                        job = services.start_job(job, by=request.user)
+            except ConfigError as error:
+                form.add_config_error(error)
+            else:
+                messages.success(request, "Started the job." if job.status != "pending" else "Created the job.")
+                return redirect("job", job_uuid=job.uuid)
+    else:
+        initial = {}
+        if request.GET.get("recording"):
+            initial = {"target": "recording", "recording": request.GET["recording"]}
+        elif request.GET.get("dataset"):
+            initial = {"target": "dataset", "dataset": request.GET["dataset"]}
+        target_form = TargetForm(initial=initial)
+        form = InferenceJobForm(initial={"model_name": request.GET.get("model", "birdnet")})
+    context = {
+        "target_form": target_form,
+        "form": form,
+        "recording_paths": Recording.objects.order_by("path").values_list("path", flat=True)[:RECORDING_SUGGESTIONS],
+    }
+    return render(request, "pages/job_new.html", context)

@@ -1,0 +1,97 @@
+"""Read-only questions about jobs that the admin and the pages both ask: what a job found, and where it stands."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from django.db import OperationalError, connection, transaction
+from django.db.models import Count, F, Max, QuerySet, Sum, Window
+from django.db.models.functions import RowNumber
+
+from echoroo.models import SPECIES, ClipPredictionTag
+from inference.models import InferenceJob, JobRecording
+
+TOP_SPECIES = 20
+BEST_CLIPS_PER_SPECIES = 3
+
+T = TypeVar("T")
+
+
+def species_summary(job: InferenceJob, limit: int = TOP_SPECIES) -> QuerySet:
+    """The species the job's model run found on the job's recordings: clip predictions and best score, most first."""
+    return (
+        job_predictions(job)
+        .values("tag__value")
+        .annotate(predictions=Count("id"), max_score=Max("score"))
+        .order_by("-predictions", "-max_score", "tag__value")[:limit]
+    )
+
+
+def job_predictions(job: InferenceJob) -> QuerySet:
+    """Species scores of the job's model run on the job's recordings (whichever job of that run wrote them)."""
+    return ClipPredictionTag.objects.filter(
+        tag__key=SPECIES,
+        clip_prediction__model_run_id=job.model_run_id,
+        clip_prediction__clip__recording_id__in=JobRecording.objects.filter(job=job).values("recording_id"),
+    )
+
+
+def best_clips(job: InferenceJob, species: list[str], per_species: int = BEST_CLIPS_PER_SPECIES) -> dict[str, list]:
+    """The highest-scored clips of each of these species on the job's recordings, best first (one query)."""
+    if not species:
+        return {}
+    ranked = (
+        job_predictions(job)
+        .filter(tag__value__in=species)
+        .annotate(rank=Window(RowNumber(), partition_by=[F("tag_id")], order_by=[F("score").desc(), F("id")]))
+        .filter(rank__lte=per_species)
+        .values(
+            "tag__value",
+            "score",
+            clip_uuid=F("clip_prediction__clip__uuid"),
+            start_time=F("clip_prediction__clip__start_time"),
+            end_time=F("clip_prediction__clip__end_time"),
+            recording_uuid=F("clip_prediction__clip__recording__uuid"),
+            recording_path=F("clip_prediction__clip__recording__path"),
+        )
+        .order_by("tag__value", "rank")
+    )
+    found: dict[str, list] = {}
+    for row in ranked:
+        found.setdefault(row["tag__value"], []).append(row)
+    return found
+
+
+def within_time_limit(query: Callable[[], T], limit_ms: int) -> T | None:
+    """query()'s result, or None when its SQL runs past limit_ms: a summary of a huge job gives up, the page shows."""
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(f"SET LOCAL statement_timeout = {int(limit_ms)}")
+            result = query()
+            cursor.execute("SET LOCAL statement_timeout = DEFAULT")
+    except OperationalError:
+        return None
+    return result
+
+
+def recording_counts(job: InferenceJob) -> list[dict]:
+    """The job's recordings by status, in the order of JobRecording.Status: recordings, clips processed and total."""
+    order = list(JobRecording.Status.values)
+    return sorted(
+        JobRecording.objects.filter(job=job)
+        .order_by()
+        .values("status")
+        .annotate(recordings=Count("id"), processed=Sum("processed_clips"), total=Sum("total_clips")),
+        key=lambda state: order.index(state["status"]),
+    )
+
+
+def shown_job_recordings(job: InferenceJob, total: int, limit: int) -> list[JobRecording]:
+    """All of a job's recordings when there are at most `limit`, else the failed and then the running ones."""
+    rows = JobRecording.objects.filter(job=job).select_related("recording")
+    if total <= limit:
+        return list(rows.order_by("recording__path"))
+    shown = list(rows.filter(status=JobRecording.Status.FAILED).order_by("id")[:limit])
+    shown += rows.filter(status=JobRecording.Status.RUNNING).order_by("id")[: limit - len(shown)]
+    return shown

@@ -1,0 +1,88 @@
+// Echoroo ML pages: live job progress (polled every 2 s) and one audio player per page. No framework.
+"use strict";
+
+(function () {
+  const POLL_MS = 2000;
+  const FINISHED = new Set(["completed", "failed", "cancelled"]);
+
+  // --- Progress: every element with data-job is kept up to date until its job finishes. -------
+  function jobElements() {
+    return Array.from(document.querySelectorAll("[data-job]"));
+  }
+
+  function update(element, job) {
+    const set = (selector, text) => element.querySelectorAll(selector).forEach((node) => { node.textContent = text; });
+    const status = element.querySelector(".job-status");
+    if (status) {
+      status.textContent = job.status;
+      status.className = "job-status status-" + job.status;
+    }
+    element.querySelectorAll("progress").forEach((bar) => { bar.value = job.progress; });
+    set(".job-percent", job.percent + " %");
+    set(".job-clips", job.processed_clips + " / " + job.total_clips);
+    set(".job-duration", job.duration);
+    const wasFinished = FINISHED.has(element.dataset.status);
+    element.dataset.status = job.status;
+    // A job's own page reloads once its job finishes, to show what it found.
+    if (job.finished && !wasFinished && element.hasAttribute("data-reload-when-finished")) {
+      window.location.reload();
+    }
+  }
+
+  async function poll() {
+    const running = jobElements().filter((element) => !FINISHED.has(element.dataset.status));
+    if (!running.length) return;
+    const query = new URLSearchParams();
+    new Set(running.map((element) => element.dataset.job)).forEach((uuid) => query.append("job", uuid));
+    try {
+      const response = await fetch(document.body.dataset.progressUrl + "?" + query, {
+        headers: { Accept: "application/json" },
+        credentials: "same-origin",
+      });
+      if (response.ok) {
+        const { jobs } = await response.json();
+        for (const job of jobs) {
+          running.filter((element) => element.dataset.job === job.uuid).forEach((element) => update(element, job));
+        }
+      }
+    } catch (error) {
+      // The server restarting, or the network: try again at the next tick.
+    }
+    window.setTimeout(poll, POLL_MS);
+  }
+
+  // --- Audio: anything with data-audio plays its clip in the page's player. -----------------------
+  function play(trigger) {
+    const player = document.querySelector("audio.player");
+    if (!player) return;
+    const url = trigger.dataset.audio;
+    const clip = trigger.closest("[data-clip]");
+    document.querySelectorAll(".playing").forEach((node) => node.classList.remove("playing"));
+    if (clip) {
+      document.querySelectorAll('[data-clip="' + clip.dataset.clip + '"]').forEach((node) => node.classList.add("playing"));
+    }
+    if (player.getAttribute("src") !== url) {
+      player.setAttribute("src", url);
+    } else {
+      player.currentTime = 0;
+    }
+    player.play().catch(() => {});
+    const label = document.querySelector(".now-playing");
+    if (label) label.textContent = "Playing " + (trigger.getAttribute("title") || trigger.textContent.trim());
+  }
+
+  document.addEventListener("click", (event) => {
+    if (event.target.closest("a, input, select, label, form")) return;
+    const trigger = event.target.closest("[data-audio]");
+    if (trigger) {
+      event.preventDefault();
+      play(trigger);
+    }
+  });
+
+  document.addEventListener("DOMContentLoaded", () => {
+    if (jobElements().some((element) => !FINISHED.has(element.dataset.status))) {
+      window.setTimeout(poll, POLL_MS);
+    }
+  });
+})();
