@@ -524,3 +524,13 @@ def test_only_the_creator_or_staff_change_a_dataset_and_its_sites(api_client, us
     assert (
         api_client.patch(f"{API}datasets/{mine['uuid']}/", {"description": "curated"}, format="json").status_code == 200
     )
+
+
+@pytest.mark.parametrize(
+    "moment", ["0365-01-26T19:25:03+21:44", "2026-04-01T05:30:00-23:59", "9999-12-31T23:59:59-12:00"]
+)
+def test_datetimes_with_any_valid_offset_are_answered_not_crashed(api_client, moment):
+    response = api_client.get(f"{API}clip-predictions/", {"recorded_after": moment})
+    assert response.status_code in (200, 400)
+    if response.status_code == 400:
+        assert "recorded_after" in response.json()
