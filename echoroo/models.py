@@ -191,9 +191,7 @@ class ModelRun(models.Model):
     version = models.CharField(max_length=100)
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.MODEL)
     # For a classifier: the model run whose embeddings it scores.
-    source = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="classifier_runs"
-    )
+    source = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="classifier_runs")
     description = models.TextField(blank=True)
     config = models.JSONField(default=dict, blank=True)
     embedding_dimension = models.PositiveIntegerField(null=True, blank=True)

@@ -70,6 +70,7 @@ INSTALLED_APPS = [
     "embeddings",
     "inference",
     "search",
+    "classifiers",
 ]
 
 MIDDLEWARE = [

@@ -1,0 +1,1 @@
+"""The classifiers API, under /api/v1/classifiers/."""

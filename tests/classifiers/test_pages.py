@@ -1,0 +1,108 @@
+"""The classifier pages: behind login; label clips, train, see the metrics, apply, label the uncertain clips."""
+
+from __future__ import annotations
+
+import pytest
+
+from classifiers import labels, services
+from classifiers.models import Classifier, ClassifierJob
+from tests.classifiers.conftest import LABEL
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def browser(client, user):
+    client.force_login(user)
+    return client
+
+
+@pytest.mark.parametrize("path", ["/classifiers/", "/classifiers/label/?label=x", "/classifiers/{uuid}/"])
+def test_the_pages_send_anyone_not_logged_in_to_the_login_page(client, classifier, path):
+    response = client.get(path.format(uuid=classifier.uuid))
+    assert response.status_code == 302 and response["Location"].startswith("/login/")
+
+
+def test_the_list_shows_label_sets_and_classifiers(browser, classifier):
+    page = browser.get("/classifiers/").content.decode()
+    assert LABEL in page and "40" in page and "120" in page
+    assert f"/classifiers/{classifier.uuid}/" in page and f"{classifier.metrics['roc_auc']:.3f}" in page
+
+
+def test_clips_passed_as_uuids_are_shown_to_label_and_the_marks_saved(browser, planted, user):
+    clips = planted.clip_uuids[:3]
+    page = browser.get("/classifiers/label/", {"label": LABEL, "clips": ",".join(clips)}).content.decode()
+    assert all(f'name="mark-{uuid}"' in page for uuid in clips)
+    response = browser.post(
+        "/classifiers/label/",
+        {"label": LABEL, f"mark-{clips[0]}": "positive", f"mark-{clips[1]}": "negative", f"mark-{clips[2]}": ""},
+    )
+    assert response.status_code == 302
+    assert labels.labelled_clips(LABEL) == {planted.clip_ids[0]: "positive", planted.clip_ids[1]: "negative"}
+    example = labels.label_examples(LABEL, "positive").get()
+    assert example.created_by == user
+
+
+def test_saving_the_examples_form_unchanged_keeps_who_labelled_them(browser, planted, staff):
+    services.label_clips(planted.clip_uuids[:2], label=LABEL, polarity="positive", by=staff)
+    page = browser.get("/classifiers/label/", {"label": LABEL}).content.decode()
+    assert page.count('value="positive" checked') == 2
+    first, second = planted.clip_uuids[:2]
+    browser.post(
+        "/classifiers/label/",
+        {
+            "label": LABEL,
+            f"mark-{first}": "positive",
+            f"was-{first}": "positive",
+            f"mark-{second}": "negative",
+            f"was-{second}": "positive",
+        },
+    )
+    by_clip = {e.clip_annotation.clip.uuid.hex: e for e in labels.label_examples(LABEL)}
+    assert by_clip[first.replace("-", "")].created_by == staff
+    assert labels.parse_tag_value(by_clip[second.replace("-", "")].tag.value)[1] == "negative"
+    assert by_clip[second.replace("-", "")].created_by.username == "ecologist"
+
+
+def test_training_from_the_page_shows_the_metrics_and_the_uncertain_clips(browser, labelled):
+    response = browser.post("/classifiers/train/", {"label": LABEL, "source": str(labelled.run.uuid)})
+    classifier = Classifier.objects.get()
+    assert response.status_code == 302 and response["Location"] == f"/classifiers/{classifier.uuid}/"
+    page = browser.get(response["Location"]).content.decode()
+    assert "ROC AUC" in page and f"{classifier.metrics['roc_auc']:.3f}" in page
+    assert page.count('class="mark radios"') == 24
+
+
+def test_training_with_too_few_labels_says_what_is_missing(browser, planted):
+    services.label_clips(planted.clip_uuids[:2], label=LABEL, polarity="positive", by=None)
+    response = browser.post("/classifiers/train/", {"label": LABEL}, follow=True)
+    assert "label 3 more positives and 5 more negatives" in response.content.decode()
+
+
+def test_apply_from_the_page_starts_a_job_and_cancel_stops_it(browser, classifier, monkeypatch):
+    monkeypatch.setattr(services, "enqueue_apply", lambda *args: None)
+    browser.post(f"/classifiers/{classifier.uuid}/apply/")
+    job = ClassifierJob.objects.get()
+    assert job.status == "pending"
+    assert "Cancel" in browser.get(f"/classifiers/{classifier.uuid}/").content.decode()
+    browser.post(f"/classifiers/jobs/{job.uuid}/cancel/")
+    job.refresh_from_db()
+    assert job.status == "cancelled"
+
+
+def test_a_malformed_uuid_is_reported_not_a_server_error(browser, planted):
+    page = browser.get("/classifiers/label/", {"label": LABEL, "clips": f"{planted.clip_uuids[0]},not-a-uuid"})
+    assert page.status_code == 200 and "&#x27;not-a-uuid&#x27; is not a clip uuid" in page.content.decode()
+    page = browser.get("/classifiers/label/", {"label": "a\x00b"})
+    assert page.status_code == 200 and "no control characters" in page.content.decode()
+    response = browser.post("/classifiers/train/", {"label": LABEL, "source": "nope"}, follow=True)
+    assert response.status_code == 200 and "&#x27;nope&#x27; is not a model run uuid" in response.content.decode()
+
+
+def test_the_pages_take_a_few_queries_however_many_clips(browser, classifier, labelled, django_assert_max_num_queries):
+    with django_assert_max_num_queries(16):
+        browser.get("/classifiers/label/", {"label": LABEL, "clips": ",".join(labelled.clip_uuids[:50])})
+    with django_assert_max_num_queries(16):
+        browser.get(f"/classifiers/{classifier.uuid}/")
+    with django_assert_max_num_queries(12):
+        browser.get("/classifiers/")
