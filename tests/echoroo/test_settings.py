@@ -1,6 +1,7 @@
 """Settings from the environment, the embedded database server, the health check, deployment files."""
 
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -152,3 +153,15 @@ def test_readme_gives_the_two_commands_and_ci_runs_the_test_one():
     readme = (ROOT / "README.md").read_text()
     assert "scripts/run" in readme and "scripts/test" in readme
     assert "scripts/test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_the_documented_production_settings_pass_djangos_deploy_check():
+    result = manage(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        env={"DEBUG": "0", "SECRET_KEY": secrets.token_urlsafe(50), "ALLOWED_HOSTS": "echoroo.example.org"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
