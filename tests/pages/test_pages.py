@@ -536,6 +536,9 @@ def test_find_similar_shows_cards_with_a_thumbnail_a_player_similarity_and_a_lin
     assert f'data-audio="/clips/{card["clip"].uuid}/audio.wav"' in html
     assert card["recording_url"].replace("&", "&amp;") in html
     assert card["recording_url"].startswith(f"/recordings/{best_clip.recording.uuid}/?t=")
+    # The results can be labelled for a classifier in one go.
+    label_link = f"/classifiers/label/?clips={best_clip.uuid},{cards[0]['clip'].uuid},"
+    assert label_link in html
 
 
 def test_search_can_leave_out_the_query_clips_own_recording(user_client, best_clip):
