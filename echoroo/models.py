@@ -220,8 +220,10 @@ class ModelRun(models.Model):
 
 class ClipPrediction(models.Model):
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    clip = models.ForeignKey(Clip, on_delete=models.CASCADE, related_name="predictions")
-    model_run = models.ForeignKey(ModelRun, on_delete=models.CASCADE, related_name="clip_predictions")
+    # No single-column indexes on these foreign keys: the unique (clip, model_run) and the
+    # (model_run, clip) indexes serve both, and each extra index slows every bulk load.
+    clip = models.ForeignKey(Clip, on_delete=models.CASCADE, related_name="predictions", db_index=False)
+    model_run = models.ForeignKey(ModelRun, on_delete=models.CASCADE, related_name="clip_predictions", db_index=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -236,8 +238,8 @@ class ClipPrediction(models.Model):
 class ClipPredictionTag(models.Model):
     # Association rows carry no uuid: they are only reached through their prediction,
     # and a uuid index on hundreds of millions of rows would slow every bulk load.
-    clip_prediction = models.ForeignKey(ClipPrediction, on_delete=models.CASCADE, related_name="tags")
-    tag = models.ForeignKey(Tag, on_delete=models.PROTECT, related_name="+")
+    clip_prediction = models.ForeignKey(ClipPrediction, on_delete=models.CASCADE, related_name="tags", db_index=False)
+    tag = models.ForeignKey(Tag, on_delete=models.PROTECT, related_name="+", db_index=False)
     score = models.FloatField()
 
     class Meta:
@@ -252,8 +254,10 @@ class SoundEventPrediction(models.Model):
     """A detection: a sound event found by a model run (e.g. merged overlapping windows)."""
 
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    sound_event = models.ForeignKey(SoundEvent, on_delete=models.CASCADE, related_name="predictions")
-    model_run = models.ForeignKey(ModelRun, on_delete=models.CASCADE, related_name="sound_event_predictions")
+    sound_event = models.ForeignKey(SoundEvent, on_delete=models.CASCADE, related_name="predictions", db_index=False)
+    model_run = models.ForeignKey(
+        ModelRun, on_delete=models.CASCADE, related_name="sound_event_predictions", db_index=False
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -264,8 +268,10 @@ class SoundEventPrediction(models.Model):
 
 
 class SoundEventPredictionTag(models.Model):
-    sound_event_prediction = models.ForeignKey(SoundEventPrediction, on_delete=models.CASCADE, related_name="tags")
-    tag = models.ForeignKey(Tag, on_delete=models.PROTECT, related_name="+")
+    sound_event_prediction = models.ForeignKey(
+        SoundEventPrediction, on_delete=models.CASCADE, related_name="tags", db_index=False
+    )
+    tag = models.ForeignKey(Tag, on_delete=models.PROTECT, related_name="+", db_index=False)
     score = models.FloatField()
 
     class Meta:

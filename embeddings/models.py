@@ -12,7 +12,8 @@ from echoroo.models import Clip, ModelRun, SoundEvent
 
 
 class ClipEmbedding(models.Model):
-    clip = models.ForeignKey(Clip, on_delete=models.CASCADE, related_name="embeddings")
+    # Indexed by the unique (clip, model_run) index; a second one would only slow COPY loads.
+    clip = models.ForeignKey(Clip, on_delete=models.CASCADE, related_name="embeddings", db_index=False)
     model_run = models.ForeignKey(ModelRun, on_delete=models.CASCADE, related_name="clip_embeddings")
     embedding = HalfVectorField()
     # A database default, so that rows loaded with COPY get it too.
