@@ -164,7 +164,6 @@ def _claim(job_id: int, recording_id: int) -> JobRecording | None:
         job_recording.started_at = timezone.now()
         job_recording.worker = f"{socket.gethostname()}:{os.getpid()}"
         job_recording.save(update_fields=["status", "attempts", "processed_clips", "started_at", "worker"])
-    _update_job_progress(job_id)
     return job_recording
 
 
@@ -198,8 +197,8 @@ def _analyse(runtime: ModelRuntime, job_recording: JobRecording, options: Pipeli
             _report(job_recording, processed)
             if should_stop():
                 raise Cancelled()
+    # No last progress report: finishing the recording sets its figures anyway, one write fewer.
     detections.extend(merger.finish())
-    _report(job_recording, processed)
     return RecordingResults(
         starts_s=np.concatenate(starts) if starts else np.zeros(0),
         ends_s=np.concatenate(ends) if ends else np.zeros(0),

@@ -68,7 +68,9 @@ class Cluster:
 
     def stop(self) -> None:
         if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
+            # SIGTERM to the cluster's main process only: sent to the whole group it kills
+            # django-q2's sentinel outright and the main process then hangs until killed.
+            self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:
