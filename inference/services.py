@@ -195,14 +195,35 @@ def _run_here(job_id: int, recording_ids: list[int]) -> None:
 
 
 def _enqueue(job_id: int, recording_ids: list[int]) -> None:
-    """One django-q2 task per recording; any worker of any cluster sharing the database takes it."""
+    """Queue the recordings as django-q2 tasks that any worker of any cluster sharing the database takes.
+
+    Short recordings go together, INFERENCE_TASK_AUDIO_S of audio a task, so that the fixed cost
+    of a task (queueing, claiming, the result) stays small beside the model's work.
+    """
     from django_q.tasks import async_task
 
-    for recording_id in recording_ids:
+    durations = dict(Recording.objects.filter(pk__in=recording_ids).values_list("pk", "duration"))
+    for group in task_groups(recording_ids, durations, settings.INFERENCE_TASK_AUDIO_S):
         async_task(
-            "inference.tasks.run_job_recording",
+            "inference.tasks.run_job_recordings",
             job_id,
-            recording_id,
+            group,
             group=f"job-{job_id}",
-            task_name=f"job-{job_id}-recording-{recording_id}",
+            task_name=f"job-{job_id}-recordings-{group[0]}-{len(group)}",
         )
+
+
+def task_groups(recording_ids: list[int], durations: dict[int, float], audio_s: float) -> list[list[int]]:
+    """Consecutive recordings gathered until a group holds `audio_s` seconds of audio (one each with 0)."""
+    groups: list[list[int]] = []
+    current: list[int] = []
+    seconds = 0.0
+    for recording_id in recording_ids:
+        current.append(recording_id)
+        seconds += durations.get(recording_id, 0.0)
+        if seconds >= audio_s:
+            groups.append(current)
+            current, seconds = [], 0.0
+    if current:
+        groups.append(current)
+    return groups

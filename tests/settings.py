@@ -15,3 +15,6 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Perch jobs can be created in tests; running one needs a real model folder (the runtime tests
 # build a small model with Perch 2.0's signature for that).
 PERCH_MODEL = "/nonexistent/perch-2.0-for-tests"
+
+# One task per recording, so tests can count them (the grouping has its own test).
+INFERENCE_TASK_AUDIO_S = 0

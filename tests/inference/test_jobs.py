@@ -255,3 +255,17 @@ def test_a_rerun_at_a_higher_threshold_leaves_no_stale_scores(field_recording):
     assert ClipPredictionTag.objects.count() == SoundEventPrediction.objects.count()
     # Predictions of clips that still have detections keep their uuid.
     assert kept == set(ClipPrediction.objects.values_list("uuid", flat=True))
+
+
+def test_short_recordings_share_a_task(field_dataset, settings, django_capture_on_commit_callbacks):
+    from django_q.models import OrmQ
+
+    from inference.services import task_groups
+
+    assert task_groups([1, 2, 3, 4, 5], {1: 200, 2: 200, 3: 50, 4: 400, 5: 10}, 300) == [[1, 2], [3, 4], [5]]
+    assert task_groups([1, 2], {1: 10, 2: 10}, 0) == [[1], [2]]
+    settings.INFERENCE_TASK_AUDIO_S = 300
+    job = services.create_job(model_name="birdnet", dataset=field_dataset, config={})
+    with django_capture_on_commit_callbacks(execute=True):
+        services.start_job(job)
+    assert OrmQ.objects.count() == 1, "70 s of audio is one task"

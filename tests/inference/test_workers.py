@@ -148,7 +148,8 @@ def long_dataset(audio_root):
     return import_field_recordings(audio_root, ["rugr_drum.wav"], dataset="Long")
 
 
-def test_a_cluster_runs_a_job_to_completion(field_dataset, clusters):
+def test_a_cluster_runs_a_job_to_completion(field_dataset, clusters, settings):
+    settings.INFERENCE_TASK_AUDIO_S = 300  # both recordings in one task, as in production
     job = services.create_job(model_name="birdnet", dataset=field_dataset, config={"confidence_threshold": 0.25})
     job = services.start_job(job)
     clusters(workers=2)
