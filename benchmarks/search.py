@@ -33,6 +33,12 @@ within 1e-6 of the 20th exact distance (float rounding ties). An ef_search sweep
 the filtered search without iterative scans (`search.services` monkeypatched; `search.queries` is
 not changed) follow, then EXPLAIN ANALYZE of the slowest queries.
 
+Last, the changes this benchmark suggests are measured the same way, by monkeypatching (no app code
+is changed): the proposed query settings (`PROPOSED_*` below: a larger ef_search, larger still
+with a filter, and sorting disabled for searches without a selective filter so that the planner
+keeps walking the index) on the index as the app builds it, then both settings again after each
+index is rebuilt `WITH (m = 16, ef_construction = --ef-construction)` (0 skips this part).
+
 The last line of output is one JSON object; recall and latency there are the worse of the two model
 runs.
 """
