@@ -119,7 +119,13 @@ def test_a_selective_filter_still_fills_the_limit_through_the_index(space):
         recalls = []
         for query in queries(space, count=10):
             without = nearest_clips(
-                space.model_run.id, DIMENSION, query, Filters(dataset_id=space.small.pk), limit=20, iterative_scan=False
+                space.model_run.id,
+                DIMENSION,
+                query,
+                Filters(dataset_id=space.small.pk),
+                limit=20,
+                ef_search=40,
+                iterative_scan=False,
             )
             assert len(without) < 20
             results = search_similar(model_run=space.model_run, vector=query, dataset=space.small, min_similarity=ANY)
