@@ -12,8 +12,8 @@ import numpy as np
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
-from django.utils import timezone
 
+from echoroo.jobs import JobLifecycle
 from echoroo.models import ModelRun
 
 # A classifier's run is named after its label, and ModelRun.name holds 100 characters.
@@ -59,7 +59,7 @@ class Classifier(models.Model):
         return len(bytes(self.coef)) // 4
 
 
-class ClassifierJob(models.Model):
+class ClassifierJob(JobLifecycle, models.Model):
     """Scoring every embedding of a classifier's source run, in batches; resumable from `last_clip_id`."""
 
     class Status(models.TextChoices):
@@ -105,16 +105,3 @@ class ClassifierJob(models.Model):
 
     def __str__(self) -> str:
         return f"apply {self.classifier}"
-
-    @property
-    def is_finished(self) -> bool:
-        return self.status in self.FINISHED
-
-    @property
-    def duration_s(self) -> float | None:
-        if not self.started_at:
-            return None
-        return ((self.completed_at or timezone.now()) - self.started_at).total_seconds()
-
-    def can_be_changed_by(self, user) -> bool:
-        return bool(user and user.is_authenticated and (user.is_staff or user.pk == self.created_by_id))

@@ -8,10 +8,11 @@ from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 
+from echoroo.jobs import JobLifecycle
 from echoroo.models import Dataset, ModelRun, Recording
 
 
-class InferenceJob(models.Model):
+class InferenceJob(JobLifecycle, models.Model):
     class Status(models.TextChoices):
         PENDING = "pending"
         RUNNING = "running"
@@ -56,21 +57,6 @@ class InferenceJob(models.Model):
     @property
     def target(self) -> Dataset | Recording:
         return self.dataset if self.dataset_id else self.recording
-
-    @property
-    def is_finished(self) -> bool:
-        return self.status in self.FINISHED
-
-    @property
-    def duration_s(self) -> float | None:
-        if not self.started_at:
-            return None
-        from django.utils import timezone
-
-        return ((self.completed_at or timezone.now()) - self.started_at).total_seconds()
-
-    def can_be_changed_by(self, user) -> bool:
-        return bool(user and user.is_authenticated and (user.is_staff or user.pk == self.created_by_id))
 
 
 class JobRecording(models.Model):
