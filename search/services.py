@@ -174,10 +174,11 @@ def _clip_query(
     if model_run is not None:
         embeddings = [e for e in embeddings if e.model_run_id == model_run.pk]
     elif model_name:
-        model_run_with_embeddings(model_name, model_version)  # an unknown model is named as such
         embeddings = [e for e in embeddings if e.model_run.name == model_name]
         if _pinned(model_version):
             embeddings = [e for e in embeddings if e.model_run.version == model_version]
+        if not embeddings:
+            model_run_with_embeddings(model_name, model_version)  # an unknown model is named as such
     elif len(embeddings) > 1:
         runs = ", ".join(str(e.model_run) for e in embeddings)
         raise SearchError({"model_name": f"the clip has embeddings of several model runs ({runs}): name the model"})

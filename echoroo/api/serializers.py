@@ -9,6 +9,7 @@ from echoroo.models import (
     Clip,
     ClipAnnotation,
     ClipPrediction,
+    ClipPredictionTag,
     Dataset,
     ModelRun,
     Recording,
@@ -169,16 +170,81 @@ class ScoredTagSerializer(serializers.Serializer):
     score = serializers.FloatField(read_only=True)
 
 
+# A prediction as the row its list reads (ClipPredictionViewSet.queryset): plain values, not model
+# instances. A page of 50 built from model objects and DRF's nested serializers cost 13 ms of CPU,
+# as rows ~N ms (measured with benchmarks/load.py's requests): the list is what bulk readers page through.
+PREDICTION_ROW = (
+    "id",
+    "uuid",
+    "created_at",
+    "clip__uuid",
+    "clip__start_time",
+    "clip__end_time",
+    "clip__recording__uuid",
+    "model_run__uuid",
+    "model_run__name",
+    "model_run__version",
+)
+_datetime = serializers.DateTimeField()
+
+
+def scored_tags_of(prediction_ids: list[int]) -> dict[int, list[dict]]:
+    """The scored tags of these predictions, best score first, in one query."""
+    tags: dict[int, list[dict]] = {pk: [] for pk in prediction_ids}
+    rows = (
+        ClipPredictionTag.objects.filter(clip_prediction_id__in=prediction_ids)
+        .order_by("clip_prediction_id", "-score", "tag__value")
+        .values_list("clip_prediction_id", "tag__key", "tag__value", "score")
+    )
+    for prediction_id, key, value, score in rows:
+        tags[prediction_id].append({"key": key, "value": value, "score": score})
+    return tags
+
+
+class ClipPredictionListSerializer(serializers.ListSerializer):
+    def to_representation(self, data) -> list[dict]:
+        rows = list(data)
+        tags = scored_tags_of([row["id"] for row in rows])
+        return [self.child.represent(row, tags[row["id"]]) for row in rows]
+
+
 class ClipPredictionSerializer(serializers.ModelSerializer):
+    """A window's predictions: its clip, recording and model run, and every tag scored (best first).
+
+    Reads the rows of PREDICTION_ROW; the fields below document the shape (the API schema).
+    """
+
     clip = PredictionClipSerializer(read_only=True)
     recording = serializers.UUIDField(source="clip.recording.uuid", read_only=True)
     model_run = PredictionModelRunSerializer(read_only=True)
-    tags = ScoredTagSerializer(many=True, read_only=True)
+    tags = ScoredTagSerializer(many=True, read_only=True, help_text="Best score first.")
 
     class Meta:
         model = ClipPrediction
         fields = ["uuid", "clip", "recording", "model_run", "tags", "created_at"]
         read_only_fields = fields
+        list_serializer_class = ClipPredictionListSerializer
+
+    def to_representation(self, row: dict) -> dict:
+        return self.represent(row, scored_tags_of([row["id"]])[row["id"]])
+
+    def represent(self, row: dict, tags: list[dict]) -> dict:
+        return {
+            "uuid": str(row["uuid"]),
+            "clip": {
+                "uuid": str(row["clip__uuid"]),
+                "start_time": row["clip__start_time"],
+                "end_time": row["clip__end_time"],
+            },
+            "recording": str(row["clip__recording__uuid"]),
+            "model_run": {
+                "uuid": str(row["model_run__uuid"]),
+                "name": row["model_run__name"],
+                "version": row["model_run__version"],
+            },
+            "tags": tags,
+            "created_at": _datetime.to_representation(row["created_at"]),
+        }
 
 
 key_max_length = Tag._meta.get_field("key").max_length

@@ -20,7 +20,6 @@ from echoroo.models import (
     ClipAnnotation,
     ClipAnnotationTag,
     ClipPrediction,
-    ClipPredictionTag,
     Dataset,
     ModelRun,
     Recording,
@@ -123,10 +122,9 @@ class ClipViewSet(viewsets.ReadOnlyModelViewSet):
 
 
 class ClipPredictionViewSet(viewsets.ReadOnlyModelViewSet):
-    # One query for the page and one for its tags, however long the page.
-    queryset = ClipPrediction.objects.select_related("clip__recording", "model_run").prefetch_related(
-        Prefetch("tags", queryset=ClipPredictionTag.objects.select_related("tag").order_by("-score", "tag__value"))
-    )
+    # Rows, not model instances (see serializers.PREDICTION_ROW): one query for the page and one
+    # for its tags, however long the page.
+    queryset = ClipPrediction.objects.values(*serializers.PREDICTION_ROW)
     serializer_class = serializers.ClipPredictionSerializer
     filterset_class = filters.ClipPredictionFilter
     pagination_class = OldestFirstCursorPagination

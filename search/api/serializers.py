@@ -12,7 +12,7 @@ from echoroo.models import Dataset, Recording, Site
 from embeddings.models import ClipEmbedding
 from inference.runtimes import available_runtimes
 from search.queries import MAX_EF_SEARCH
-from search.services import DEFAULT_LIMIT, DEFAULT_MIN_SIMILARITY, MAX_LIMIT, ONE_QUERY
+from search.services import DEFAULT_LIMIT, DEFAULT_MIN_SIMILARITY, MAX_LIMIT, ONE_QUERY, SearchResult
 from search.uploads import MAX_DURATION_S, MAX_UPLOAD_BYTES, MIB
 
 # The largest dimension pgvector stores; a longer list is refused before it is read into numbers.
@@ -162,13 +162,37 @@ class ResultRecordingSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+_datetime = serializers.DateTimeField()
+
+
 class SearchResultSerializer(serializers.Serializer):
-    """One clip found (seed-design.md §5.3's EmbeddingSearchResult), with its recording."""
+    """One clip found (seed-design.md §5.3's EmbeddingSearchResult), with its recording.
+
+    The fields document the shape (the API schema); to_representation writes it directly, as
+    DRF's nested serializers spent more CPU on 20 results than the search itself.
+    """
 
     clip = PredictionClipSerializer(read_only=True)
     recording = ResultRecordingSerializer(read_only=True)
     similarity = serializers.FloatField(read_only=True, help_text="1 - cosine distance.")
     model_run = PredictionModelRunSerializer(read_only=True)
+
+    def to_representation(self, result: SearchResult) -> dict:
+        clip, recording, model_run = result.clip, result.clip.recording, result.model_run
+        return {
+            "clip": {"uuid": str(clip.uuid), "start_time": clip.start_time, "end_time": clip.end_time},
+            "recording": {
+                "uuid": str(recording.uuid),
+                "path": recording.path,
+                "dataset": str(recording.dataset.uuid),
+                "site": str(recording.site.uuid) if recording.site_id is not None else None,
+                "recorded_at": _datetime.to_representation(recording.recorded_at)
+                if recording.recorded_at is not None
+                else None,
+            },
+            "similarity": float(result.similarity),
+            "model_run": {"uuid": str(model_run.uuid), "name": model_run.name, "version": model_run.version},
+        }
 
 
 class SearchResultsSerializer(serializers.Serializer):
