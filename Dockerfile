@@ -9,4 +9,4 @@ RUN pip install --no-cache-dir -r ${REQUIREMENTS}
 COPY . .
 RUN DEBUG=1 python manage.py collectstatic --noinput
 EXPOSE 8000
-CMD ["gunicorn", "echoroo.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--threads", "4", "--timeout", "300"]
+CMD ["gunicorn", "echoroo.wsgi", "--config", "gunicorn.conf.py", "--bind", "0.0.0.0:8000"]

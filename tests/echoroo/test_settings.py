@@ -150,6 +150,36 @@ def test_docker_compose_runs_the_database_web_and_worker():
     import echoroo.wsgi  # noqa: F401  (gunicorn's entry point imports)
 
 
+@pytest.mark.parametrize(
+    ("env", "workers", "threads", "worker_class"),
+    [
+        ({}, 2 * (os.cpu_count() or 1) + 1, 1, "SyncWorker"),
+        ({"WEB_WORKERS": "3"}, 3, 1, "SyncWorker"),
+        ({"WEB_WORKERS": "2", "WEB_THREADS": "4"}, 2, 4, "ThreadWorker"),
+    ],
+)
+def test_gunicorn_reads_its_workers_from_the_config_file(env, workers, threads, worker_class):
+    """The file serve, the Docker image and compose pass to gunicorn, read by gunicorn itself."""
+    code = (
+        "import sys\n"
+        "from gunicorn.app.wsgiapp import WSGIApplication\n"
+        "sys.argv = ['gunicorn', '--config', 'gunicorn.conf.py', 'echoroo.wsgi']\n"
+        "cfg = WSGIApplication().cfg\n"
+        "print(cfg.workers, cfg.threads, cfg.worker_class.__name__, cfg.timeout)"
+    )
+    base = {k: v for k, v in os.environ.items() if k not in {"WEB_WORKERS", "WEB_THREADS"}}
+    result = subprocess.run(
+        [sys.executable, "-c", code], env={**base, **env}, cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [str(workers), str(threads), worker_class, "300"]
+    assert (
+        "--config gunicorn.conf.py"
+        in yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["web"]["command"]
+    )
+    assert '"--config", "gunicorn.conf.py"' in (ROOT / "Dockerfile").read_text()
+
+
 def test_readme_gives_the_two_commands_and_ci_runs_the_test_one():
     readme = (ROOT / "README.md").read_text()
     assert "scripts/run" in readme and "scripts/test" in readme

@@ -20,10 +20,12 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--bind", default="127.0.0.1:8000")
-        parser.add_argument("--web-workers", type=int, default=2)
+        parser.add_argument(
+            "--web-workers", type=int, help="gunicorn processes (default: WEB_WORKERS, else 2 x cores + 1)"
+        )
         parser.add_argument("--no-worker", action="store_true", help="Serve only; run `manage.py qcluster` elsewhere.")
 
-    def handle(self, *args, bind: str, web_workers: int, no_worker: bool, **options):
+    def handle(self, *args, bind: str, web_workers: int | None, no_worker: bool, **options):
         call_command("migrate", interactive=False, verbosity=0)
         call_command("ensure_admin")
         call_command("collectstatic", interactive=False, verbosity=0)
@@ -37,14 +39,12 @@ class Command(BaseCommand):
                 "-m",
                 "gunicorn",
                 "echoroo.wsgi",
+                # Workers, threads and timeout: see gunicorn.conf.py.
+                "--config",
+                str(settings.BASE_DIR / "gunicorn.conf.py"),
                 "--bind",
                 bind,
-                "--workers",
-                str(web_workers),
-                "--threads",
-                "4",
-                "--timeout",
-                "300",
+                *(["--workers", str(web_workers)] if web_workers else []),
                 "--access-logfile",
                 "-",
             ],
