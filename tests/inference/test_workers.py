@@ -204,3 +204,92 @@ def test_two_clusters_share_one_job_without_duplicates(audio_root, clusters):
     worker_pids = {int(worker.rsplit(":", 1)[1]) for _, worker in recordings}
     assert worker_pids & a.pids() and worker_pids & b.pids(), "both clusters took part"
     assert ClipEmbedding.objects.count() == Clip.objects.count() == 8 * 4 + 20
+
+
+def test_two_jobs_on_the_same_recordings_at_once_store_each_row_once(field_dataset, clusters, settings):
+    """Two jobs of one model over the same recordings, each one task walking them in the same order,
+    run side by side by two worker processes: every clip, score, detection and embedding once."""
+    settings.INFERENCE_TASK_AUDIO_S = 3600  # each job's recordings in one task, so the two tasks collide
+    jobs = [
+        services.start_job(services.create_job(model_name="birdnet", dataset=field_dataset, config={}))
+        for _ in range(2)
+    ]
+    clusters(workers=2)
+    jobs = [wait_for(lambda job=job: finished(job), 240, "both jobs to finish") for job in jobs]
+    assert [job.status for job in jobs] == [InferenceJob.Status.COMPLETED] * 2
+    assert jobs[0].model_run_id == jobs[1].model_run_id
+    workers = {job.pk: set(job.job_recordings.values_list("worker", flat=True)) for job in jobs}
+    assert all(len(found) == 1 for found in workers.values())
+    assert workers[jobs[0].pk] != workers[jobs[1].pk], "two worker processes ran the two jobs"
+    both = rows()
+    assert both["embeddings"] == Clip.objects.count() > 0
+    assert both == clean_run_rows(jobs[0])
+
+
+@pytest.fixture
+def queued_dataset(audio_root):
+    """Five minutes of field audio first, then three short drum recordings: tasks that wait behind it."""
+    from echoroo.importing import import_recordings
+
+    minute, rate = sf.read(SHARED_DATA / "1min.wav", dtype="float32")
+    drum, drum_rate = sf.read(SHARED_DATA / "rugr_drum.wav", dtype="float32")
+    folder = audio_root / "Queued"
+    folder.mkdir()
+    sf.write(folder / "a_five_minutes.wav", np.concatenate([minute] * 5), rate)
+    for i in range(3):
+        sf.write(folder / f"b_drum_{i}.wav", drum * (1 - 0.05 * i), drum_rate)
+    return import_recordings([folder], dataset="Queued").dataset
+
+
+def test_cancel_while_one_task_runs_and_others_wait(queued_dataset, clusters, settings):
+    settings.INFERENCE_TASK_AUDIO_S = 0  # one task per recording: the drums wait in the queue
+    job = services.start_job(services.create_job(model_name="birdnet", dataset=queued_dataset, config={}))
+    long_one = JobRecording.objects.get(job=job, recording__path__endswith="a_five_minutes.wav")
+    assert set(job.job_recordings.exclude(pk=long_one.pk).values_list("status", flat=True)) == {"pending"}
+    cluster = clusters(workers=1)
+
+    def midway():
+        long_one.refresh_from_db()
+        return long_one.status == JobRecording.Status.RUNNING and 0 < long_one.processed_clips < long_one.total_clips
+
+    wait_for(midway, 120, "the long recording to be half-way")
+    services.cancel_job(job)
+
+    def settled():
+        states = set(job.job_recordings.values_list("status", flat=True))
+        return states if not states & {JobRecording.Status.PENDING, JobRecording.Status.RUNNING} else None
+
+    assert wait_for(settled, 30, "the running recording to stop") == {JobRecording.Status.CANCELLED}
+    job.refresh_from_db()
+    assert job.status == InferenceJob.Status.CANCELLED and job.completed_at
+    assert not Clip.objects.exists(), "a recording stopped mid-way writes nothing"
+    # The queued tasks are delivered, skipped, and leave the queue; the worker lives on and runs the next job.
+    from django_q.models import OrmQ
+
+    wait_for(lambda: not OrmQ.objects.exists(), 60, "the queue to drain")
+    assert cluster.process.poll() is None
+    job.refresh_from_db()
+    assert job.status == InferenceJob.Status.CANCELLED
+    assert not Clip.objects.exists()
+    drum = queued_dataset.recordings.get(path__endswith="b_drum_0.wav")
+    after = services.start_job(services.create_job(model_name="birdnet", recording=drum, config={}))
+    after = wait_for(lambda: finished(after), 120, "the next job to finish")
+    assert after.status == InferenceJob.Status.COMPLETED
+    assert set(Clip.objects.values_list("recording_id", flat=True)) == {drum.pk}
+
+
+def test_cancel_before_any_worker_runs_leaves_nothing_to_do(queued_dataset, clusters, settings):
+    settings.INFERENCE_TASK_AUDIO_S = 0
+    job = services.start_job(services.create_job(model_name="birdnet", dataset=queued_dataset, config={}))
+    services.cancel_job(job)
+    assert set(job.job_recordings.values_list("status", flat=True)) == {JobRecording.Status.CANCELLED}
+    from django_q.models import OrmQ
+
+    assert OrmQ.objects.count() == 4  # the tasks are still queued
+    cluster = clusters(workers=1)
+    wait_for(lambda: not OrmQ.objects.exists(), 120, "the queued tasks to be delivered and skipped")
+    job.refresh_from_db()
+    assert job.status == InferenceJob.Status.CANCELLED
+    assert set(job.job_recordings.values_list("status", flat=True)) == {JobRecording.Status.CANCELLED}
+    assert set(job.job_recordings.values_list("attempts", flat=True)) == {0}
+    assert not Clip.objects.exists() and cluster.process.poll() is None
