@@ -410,6 +410,8 @@ def test_the_recording_page_takes_as_many_queries_for_thousands_of_detections_as
 def test_a_clip_plays_as_16_bit_wav_at_the_recordings_rate_and_length(user_client, best_clip):
     response = user_client.get(f"/clips/{best_clip.uuid}/audio.wav")
     assert response.status_code == 200 and response["Content-Type"] == "audio/wav"
+    # Served as audio and nothing else: browsers may not sniff it into a script or a page.
+    assert response["X-Content-Type-Options"] == "nosniff"
     assert response["Accept-Ranges"] == "bytes"
     samples, rate = sf.read(io.BytesIO(response.content), dtype="float32")
     info = sf.info(io.BytesIO(response.content))
@@ -462,6 +464,7 @@ def test_a_recording_range_spectrogram_is_a_png_drawn_once_and_then_read_from_th
     url = f"/recordings/{field_recording.uuid}/spectrogram.png"
     response = user_client.get(url, {"start": "0", "end": "60"})
     assert response.status_code == 200 and response["Content-Type"] == "image/png"
+    assert response["X-Content-Type-Options"] == "nosniff"
     assert png_size(b"".join(response.streaming_content)) == (1200, 256)
     (cached,) = spectrogram_cache.rglob("*.png")
     assert cached.name.startswith(field_recording.sha256)
