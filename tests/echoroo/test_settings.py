@@ -180,6 +180,20 @@ def test_gunicorn_reads_its_workers_from_the_config_file(env, workers, threads, 
     assert '"--config", "gunicorn.conf.py"' in (ROOT / "Dockerfile").read_text()
 
 
+def test_a_web_process_loads_no_training_or_tensorflow_code():
+    """Each gunicorn process imports the app and its URLs; scikit-learn (fitting classifiers) and
+    TensorFlow (Perch) load only in the code that needs them, so the processes stay small."""
+    result = run_django(
+        "import sys, echoroo.wsgi\n"
+        "from django.urls import get_resolver\n"
+        "get_resolver().url_patterns\n"
+        "print(sorted(m for m in ('sklearn', 'scipy', 'tensorflow') if m in sys.modules))",
+        {"DEBUG": "1"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[-2] == "[]"
+
+
 def test_readme_gives_the_two_commands_and_ci_runs_the_test_one():
     readme = (ROOT / "README.md").read_text()
     assert "scripts/run" in readme and "scripts/test" in readme
