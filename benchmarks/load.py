@@ -5,7 +5,8 @@ It starts the application as the README's first command does (`manage.py serve`:
 the worker cluster, on a throw-away embedded database), loads a first dataset through a BirdNET
 job so there is something to search, starts a second job, and drives the clients on loopback for
 `--seconds` while that job runs. Then it checks that the job completed with the same rows as a
-clean run without load. The last line is one JSON object.
+clean run without load. The baseline, in the same run: the same clients for `--baseline-seconds`
+before the job starts (`without_job`, and `p95_vs_without_job`). The last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -82,11 +83,93 @@ class Client:
         raise AssertionError("unreachable")
 
 
+class Run:
+    """What the clients saw: each request's start, kind, seconds and status or error."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.timeline: list[tuple[float, str, float, str]] = []
+        self.errors: list[str] = []
+
+    def figures(self) -> dict:
+        times_ms = np.array([elapsed for _, _, elapsed, _ in self.timeline]) * 1000
+        kinds = {kind for _, kind, _, _ in self.timeline}
+        return {
+            "requests": len(times_ms),
+            "rps": round(len(times_ms) / self.seconds, 1),
+            "p50_ms": round(float(np.percentile(times_ms, 50)), 1),
+            "p95_ms": round(float(np.percentile(times_ms, 95)), 1),
+            "p99_ms": round(float(np.percentile(times_ms, 99)), 1),
+            "errors": len(self.errors),
+            "p95_ms_by_request": {
+                kind: round(
+                    float(np.percentile([e for _, k, e, _ in self.timeline if k == kind], 95) * 1000),
+                    1,
+                )
+                for kind in sorted(kinds)
+            },
+        }
+
+    def write(self, path: Path) -> None:
+        with path.open("w") as out:
+            out.write("start_s,request,ms,status\n")
+            for start, kind, elapsed, status in sorted(self.timeline):
+                out.write(f"{start:.3f},{kind},{elapsed * 1000:.1f},{status}\n")
+
+
+def drive(port: int, token: str, clients: int, seconds: float, clip_uuids: list[str], species: list[str]) -> Run:
+    """`clients` threads, each one keep-alive connection, half searches by a clip and half prediction
+    lists (half of those filtered by a species and a minimum score), for `seconds`."""
+    run = Run(seconds)
+    lock = threading.Lock()
+    began_all = time.perf_counter()
+    stop_at = time.monotonic() + seconds
+
+    def client_loop(seed: int) -> None:
+        rng = random.Random(seed)
+        client = Client(port, token)
+        while time.monotonic() < stop_at:
+            if rng.random() < 0.5:
+                kind = "search"
+                call = (
+                    "POST",
+                    "/api/v1/embeddings/search/",
+                    {"clip_uuid": rng.choice(clip_uuids), "model_name": "birdnet", "limit": 20, "min_similarity": 0.0},
+                )
+            else:
+                kind = "list_predictions"
+                wanted = {"species": rng.choice(species), "min_score": 0.3} if rng.random() < 0.5 else {}
+                query = f"?{urlencode(wanted)}" if wanted else ""
+                call = ("GET", f"/api/v1/clip-predictions/{query}", None)
+            began = time.perf_counter()
+            try:
+                status, _ = client.request(*call)
+                failed = None if status < 400 else f"{status} {call[0]} {call[1]}"
+            except Exception as error:  # any failure is an error in the figures
+                status, failed = 0, f"{type(error).__name__} {call[0]} {call[1]}"
+            elapsed = time.perf_counter() - began
+            with lock:
+                run.timeline.append((began - began_all, kind, elapsed, failed or str(status)))
+                if failed:
+                    run.errors.append(failed)
+
+    threads = [threading.Thread(target=client_loop, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    run.seconds = time.perf_counter() - began_all
+    return run
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--files", type=int, default=20, help="one-minute recordings in the job run under load")
+    parser.add_argument(
+        "--baseline-seconds", type=float, default=20, help="the same clients first, with no job running (0: skip)"
+    )
     parser.add_argument("--latencies", type=Path, help="write each request (start s, kind, ms, status) to this CSV")
     args = parser.parse_args()
 
@@ -144,11 +227,6 @@ def main() -> None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    latencies: list[float] = []
-    by_kind: dict[str, list[float]] = {}
-    errors: list[str] = []
-    timeline: list[tuple] = []
-    lock = threading.Lock()
     try:
         probe = Client(port, token)
         deadline = time.monotonic() + 120
@@ -162,6 +240,9 @@ def main() -> None:
                 raise SystemExit("the application did not start")
             time.sleep(0.5)
         time.sleep(5)  # let the worker cluster come up too
+        if args.baseline_seconds > 0:
+            log(f"baseline: {args.clients} clients for {args.baseline_seconds:g} s, no job running ...")
+            baseline = drive(port, token, args.clients, args.baseline_seconds, clip_uuids, species)
         loaded = Dataset.objects.get(name="loaded")
         status, body = probe.request(
             "POST",
@@ -171,51 +252,8 @@ def main() -> None:
         assert status == 201, body
         job = InferenceJob.objects.get(uuid=json.loads(body)["uuid"])
         log(f"job {job.uuid} started; {args.clients} clients for {args.seconds:g} s ...")
-
-        stop_at = time.monotonic() + args.seconds
-
-        def client_loop(seed: int) -> None:
-            rng = random.Random(seed)
-            client = Client(port, token)
-            while time.monotonic() < stop_at:
-                if rng.random() < 0.5:
-                    call = (
-                        "POST",
-                        "/api/v1/embeddings/search/",
-                        {
-                            "clip_uuid": rng.choice(clip_uuids),
-                            "model_name": "birdnet",
-                            "limit": 20,
-                            "min_similarity": 0.0,
-                        },
-                    )
-                else:
-                    wanted = {"species": rng.choice(species), "min_score": 0.3} if rng.random() < 0.5 else {}
-                    query = f"?{urlencode(wanted)}" if wanted else ""
-                    call = ("GET", f"/api/v1/clip-predictions/{query}", None)
-                began = time.perf_counter()
-                try:
-                    status, _ = client.request(*call)
-                    failed = None if status < 400 else f"{status} {call[0]} {call[1]}"
-                except Exception as error:  # any failure is an error in the figures
-                    failed = f"{type(error).__name__} {call[0]} {call[1]}"
-                elapsed = time.perf_counter() - began
-                with lock:
-                    timeline.append((began - started, call[0], elapsed, status if not failed else failed))
-                    latencies.append(elapsed)
-                    by_kind.setdefault(call[0], []).append(elapsed)
-                    if failed:
-                        errors.append(failed)
-
-        threads = [threading.Thread(target=client_loop, args=(i,)) for i in range(args.clients)]
-        started = time.perf_counter()
-        began = time.monotonic()
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        elapsed = time.monotonic() - began
-        log(f"{len(latencies)} requests, {len(errors)} errors; waiting for the job ...")
+        loaded_run = drive(port, token, args.clients, args.seconds, clip_uuids, species)
+        log(f"{len(loaded_run.timeline)} requests, {len(loaded_run.errors)} errors; waiting for the job ...")
         deadline = time.monotonic() + 1800
         while True:
             job.refresh_from_db()
@@ -243,30 +281,20 @@ def main() -> None:
     clean = services.start_job(services.create_job(model_name="birdnet", dataset=loaded, config={}), sync=True)
     same_rows = under_load == rows() and clips_under_load == Clip.objects.filter(recording__dataset=loaded).count()
 
-    times_ms = np.array(latencies) * 1000
     figures = {
-        "requests": len(latencies),
-        "rps": round(len(latencies) / elapsed, 1),
-        "p50_ms": round(float(np.percentile(times_ms, 50)), 1),
-        "p95_ms": round(float(np.percentile(times_ms, 95)), 1),
-        "p99_ms": round(float(np.percentile(times_ms, 99)), 1),
-        "errors": len(errors),
+        **loaded_run.figures(),
         "job_completed": job.status == InferenceJob.Status.COMPLETED,
         "same_rows_as_clean_run": bool(same_rows and clean.status == InferenceJob.Status.COMPLETED),
         "job_seconds": round((job.completed_at - job.started_at).total_seconds(), 1) if job.completed_at else None,
-        "p95_ms_by_request": {
-            ("search" if kind == "POST" else "list_predictions"): round(float(np.percentile(np.array(t) * 1000, 95)), 1)
-            for kind, t in by_kind.items()
-        },
     }
+    if args.baseline_seconds > 0:
+        without = baseline.figures()
+        figures["without_job"] = {name: without[name] for name in ("requests", "rps", "p50_ms", "p95_ms", "errors")}
+        figures["p95_vs_without_job"] = round(figures["p95_ms"] / without["p95_ms"], 2)
     if args.latencies:
-        with args.latencies.open("w") as out:
-            out.write("start_s,request,ms,status\n")
-            for start, kind, seconds, status in sorted(timeline):
-                name = "search" if kind == "POST" else "list_predictions"
-                out.write(f"{start:.3f},{name},{seconds * 1000:.1f},{status}\n")
-    if errors:
-        log("first errors: " + "; ".join(errors[:5]))
+        loaded_run.write(args.latencies)
+    if loaded_run.errors:
+        log("first errors: " + "; ".join(loaded_run.errors[:5]))
     print(json.dumps(figures))
 
 
