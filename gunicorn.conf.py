@@ -13,8 +13,10 @@ is held for as long as its client takes to send the request and read the answer.
 
 import os
 
-# gunicorn's own advice: (2 x cores) + 1.
-workers = int(os.environ.get("WEB_WORKERS") or 2 * (os.cpu_count() or 1) + 1)
+from echoroo.cpus import usable_cpus
+
+# gunicorn's own advice: (2 x cores) + 1, counting the cores this container may use.
+workers = int(os.environ.get("WEB_WORKERS") or 2 * usable_cpus() + 1)
 # More than 1 switches gunicorn to its threaded workers.
 threads = int(os.environ.get("WEB_THREADS") or 1)
 # Query by audio embeds its snippet in the web process; exports of large tables stream for long.

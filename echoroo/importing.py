@@ -32,6 +32,7 @@ import soundfile
 from django.conf import settings
 from django.db import transaction
 
+from echoroo.cpus import usable_cpus
 from echoroo.filenames import parse_recorded_at
 from echoroo.models import Dataset, Recording, Site
 
@@ -121,7 +122,7 @@ def import_recordings(
 
     bar = progress(total=len(found)) if progress else None
     try:
-        with ThreadPoolExecutor(workers or min(8, os.cpu_count() or 1)) as pool:
+        with ThreadPoolExecutor(workers or min(8, usable_cpus())) as pool:
             for batch in _chunks(found, BATCH_SIZE):
                 _import_batch(batch, root, report, zone, verify, pool, bar)
     finally:

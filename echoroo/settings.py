@@ -8,6 +8,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from echoroo.cpus import usable_cpus
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -179,7 +181,7 @@ SPECTACULAR_SETTINGS = {
 # django-q2: the ORM broker by default (the same PostgreSQL), Redis when REDIS_URL is set.
 Q_CLUSTER = {
     "name": "echoroo",
-    "workers": int(os.environ.get("Q_WORKERS") or os.cpu_count() or 1),
+    "workers": int(os.environ.get("Q_WORKERS") or usable_cpus()),
     # A task is one recording: a 24-hour file takes about 15 minutes on one core.
     "timeout": int(os.environ.get("Q_TIMEOUT") or 3600),
     # A task whose worker died is handed out again after this long (must exceed the timeout).

@@ -151,9 +151,29 @@ def test_docker_compose_runs_the_database_web_and_worker():
 
 
 @pytest.mark.parametrize(
+    ("cpu_max", "expected"),
+    [
+        (None, "affinity"),
+        ("max 100000", "affinity"),
+        ("150000 100000", 2),  # docker --cpus 1.5: two processes, not one per host CPU
+        ("50000 100000", 1),
+        ("garbage", "affinity"),
+    ],
+)
+def test_usable_cpus_follow_the_affinity_and_the_cgroup_quota(tmp_path, monkeypatch, cpu_max, expected):
+    from echoroo.cpus import usable_cpus
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
+    path = tmp_path / "cpu.max"
+    if cpu_max is not None:
+        path.write_text(cpu_max + "\n")
+    assert usable_cpus(path) == (8 if expected == "affinity" else expected)
+
+
+@pytest.mark.parametrize(
     ("env", "workers", "threads", "worker_class"),
     [
-        ({}, 2 * (os.cpu_count() or 1) + 1, 1, "SyncWorker"),
+        ({}, 2 * len(os.sched_getaffinity(0)) + 1, 1, "SyncWorker"),
         ({"WEB_WORKERS": "3"}, 3, 1, "SyncWorker"),
         ({"WEB_WORKERS": "2", "WEB_THREADS": "4"}, 2, 4, "ThreadWorker"),
     ],
