@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 
+from echoroo import deletion
 from echoroo.models import (
     SPECIES,
     Clip,
@@ -141,9 +142,30 @@ class SiteInline(admin.TabularInline):
     show_change_link = True
 
 
+class DeletesInDatabase:
+    """Delete in one statement that cascades in PostgreSQL (echoroo.deletion), never through Django's
+    collector, which reads every row hanging from a dataset first; the confirmation page counts what
+    goes instead of listing it, and names what stops the deletion (a job running on it)."""
+
+    def get_deleted_objects(self, objs, request):
+        objs = list(objs)
+        pks = [obj.pk for obj in objs]
+        names = self.model._meta.verbose_name, self.model._meta.verbose_name_plural
+        counts = {(names[0] if len(objs) == 1 else names[1]): len(objs), **deletion.what_goes_with(self.model, pks)}
+        listed = [f"{names[0].capitalize()}: {obj}" for obj in objs]
+        listed.append([f"{count:,} {label}" for label, count in counts.items() if label not in names])
+        return listed, counts, set(), deletion.obstacles(self.model, pks)
+
+    def delete_model(self, request, obj) -> None:
+        deletion.delete(self.model, [obj.pk])
+
+    def delete_queryset(self, request, queryset) -> None:
+        deletion.delete(self.model, list(queryset.values_list("pk", flat=True)))
+
+
 # inference/admin.py re-registers DatasetAdmin and RecordingAdmin with its "Run BirdNET…" / "Run Perch…" actions.
 @admin.register(Dataset)
-class DatasetAdmin(admin.ModelAdmin):
+class DatasetAdmin(DeletesInDatabase, admin.ModelAdmin):
     list_display = ("name", "recording_count", "hours", "created_at")
     search_fields = ("name",)
     autocomplete_fields = ("created_by",)
@@ -198,7 +220,7 @@ class TagAdmin(admin.ModelAdmin):
 
 
 @admin.register(ModelRun)
-class ModelRunAdmin(admin.ModelAdmin):
+class ModelRunAdmin(DeletesInDatabase, admin.ModelAdmin):
     list_display = ("name", "version", "embedding_dimension", "segment_duration", "sample_rate", "created_at")
     search_fields = ("name", "version")
     readonly_fields = ("uuid", "created_at", "clip_predictions", "sound_event_predictions")
@@ -244,7 +266,7 @@ class SampleRateListFilter(admin.SimpleListFilter):
 
 
 @admin.register(Recording)
-class RecordingAdmin(BigTableAdmin):
+class RecordingAdmin(DeletesInDatabase, BigTableAdmin):
     list_display = ("path", "dataset", "site", "duration", "samplerate", "channels", "recorded_at")
     list_filter = (
         "dataset",

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from django.db.models import Aggregate, Count, OuterRef, Prefetch, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
-from rest_framework import mixins, viewsets
-from rest_framework.exceptions import PermissionDenied
+from rest_framework import mixins, status, viewsets
+from rest_framework.exceptions import APIException, PermissionDenied
 from rest_framework.permissions import IsAuthenticated
 
+from echoroo import deletion
 from echoroo.api import filters, serializers
 from echoroo.api.pagination import NewestFirstCursorPagination, OldestFirstCursorPagination
 from echoroo.api.permissions import OwnerOrStaffMayChange, StaffMayChange
@@ -28,6 +29,12 @@ from echoroo.models import (
 )
 
 SECONDS_PER_HOUR = 3600.0
+
+
+class Conflict(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "Not now: something is using it."
+    default_code = "conflict"
 
 
 def of_dataset(aggregate: Aggregate, *, empty: int | float) -> Coalesce:
@@ -51,6 +58,13 @@ class DatasetViewSet(viewsets.ModelViewSet):
 
     def perform_create(self, serializer):
         serializer.save(created_by=self.request.user)
+
+    def perform_destroy(self, dataset: Dataset) -> None:
+        # One DELETE cascading in PostgreSQL: a dataset may hold millions of clips (echoroo.deletion).
+        try:
+            deletion.delete(Dataset, [dataset.pk])
+        except deletion.DeletionRefused as refused:
+            raise Conflict({"detail": str(refused)}) from refused
 
 
 class SiteViewSet(viewsets.ModelViewSet):
