@@ -12,6 +12,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from echoroo import resamplers
+
 AudioPath = str | os.PathLike[str]
 
 # Read this much source audio at a time: a few MB even for multichannel
@@ -20,7 +22,7 @@ DEFAULT_BLOCK_S = 5.0
 
 # soxr HQ is what BirdNET-Analyzer uses (librosa.load(res_type="soxr_hq")), so
 # our windows match the official analyzer's.
-RESAMPLE_QUALITY = "HQ"
+RESAMPLE_QUALITY = resamplers.SOXR_QUALITY
 
 # Source audio read beyond both ends of a segment so the resampling filter sees
 # the same neighbours as when the whole recording is resampled; soxr HQ's
@@ -30,6 +32,18 @@ SEGMENT_CONTEXT_S = 0.1
 # Float seconds that went through a database or JSON may land a hair past the
 # end of a recording; this much is treated as "at the end", not "outside".
 END_TOLERANCE_S = 1e-6
+
+
+# The resampler that streams recordings to a model's rate (see use_resampler); segments read for
+# playback, spectrograms and query snippets always use soxr.
+_resampler = "soxr"
+
+
+def use_resampler(backend: str) -> None:
+    """Stream recordings through this resampler from now on: "soxr" or "torchaudio" (echoroo.resamplers)."""
+    global _resampler
+    resamplers.check_backend(backend)
+    _resampler = backend
 
 
 class AudioError(ValueError):
@@ -266,7 +280,7 @@ def _exact_blocks(info: AudioInfo, sample_rate: int, block_s: float) -> Iterator
 
 
 def _resampled_blocks(info: AudioInfo, sample_rate: int, block_s: float) -> Iterator[np.ndarray]:
-    """Yield the decoded recording at sample_rate, streamed through soxr."""
+    """Yield the decoded recording at sample_rate, streamed through the resampler in use (soxr by default)."""
     if sample_rate <= 0:
         raise ValueError(f"sample_rate must be positive, got {sample_rate}")
     if block_s <= 0:
@@ -276,7 +290,7 @@ def _resampled_blocks(info: AudioInfo, sample_rate: int, block_s: float) -> Iter
         for block, _ in _source_blocks(info, block_frames):
             yield block
         return
-    stream = soxr.ResampleStream(info.sample_rate, sample_rate, 1, dtype="float32", quality=RESAMPLE_QUALITY)
+    stream = resamplers.open_stream(info.sample_rate, sample_rate, _resampler)
     for block, is_last in _source_blocks(info, block_frames):
         # last=True flushes the filter's tail, or the final samples are lost.
         yield stream.resample_chunk(block, last=is_last)

@@ -52,6 +52,9 @@ PERCH_MODEL = os.environ.get("PERCH_MODEL", "")
 BIRDNET_THREADS = int(os.environ.get("BIRDNET_THREADS") or 1)
 # Short recordings share a task until it holds this much audio (seconds; 0: a task per recording).
 INFERENCE_TASK_AUDIO_S = float(os.environ.get("INFERENCE_TASK_AUDIO_S") or 300)
+# How jobs resample audio to the model's rate: "soxr" (HQ, as BirdNET-Analyzer) or "torchaudio"
+# (on the GPU when torch sees one; requirements/gpu.txt installs it). Checked when Django starts.
+RESAMPLER = os.environ.get("ECHOROO_RESAMPLER") or "soxr"
 # Derived model files made once and kept (BirdNET with its embedding as a second output).
 MODEL_CACHE_DIR = Path(os.environ.get("ECHOROO_CACHE_DIR") or VAR_DIR / "cache").resolve()
 # Spectrogram PNGs the pages show, made once; named by the audio's sha256, so never stale.

@@ -214,6 +214,12 @@ def test_a_web_process_loads_no_training_or_tensorflow_code():
     assert result.stdout.split("\n")[-2] == "[]"
 
 
+def test_an_unknown_resampler_stops_django_at_start_naming_the_variable():
+    result = run_django("print('started')", {"ECHOROO_RESAMPLER": "fastest"})
+    assert result.returncode != 0
+    assert "ImproperlyConfigured: ECHOROO_RESAMPLER='fastest' is not a resampler" in result.stderr
+
+
 def test_readme_gives_the_two_commands_and_ci_runs_the_test_one():
     readme = (ROOT / "README.md").read_text()
     assert "scripts/run" in readme and "scripts/test" in readme
