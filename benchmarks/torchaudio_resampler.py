@@ -9,8 +9,8 @@ It needs neither Django nor soundfile nor soxr, so it runs with a bare torch ins
 2. Against soxr HQ (the default backend): with `--reference DIR` holding `1min_32k.npy` (1min.wav's
    samples) and `1min_48k_soxr_hq.npy` (the same resampled by soxr HQ, made on the CPU host), the
    signal-to-difference ratio of the torchaudio backend's output, in dB.
-3. Throughput: `--hours` of 44.1 kHz audio streamed to 48 kHz in 5 s blocks, the way jobs read
-   files, in seconds of audio per second: GPU vs the CPU (torch's threads) in the same run.
+3. Throughput: `--hours` of 44.1 kHz audio streamed to 48 kHz in `--block-s` blocks (5 s, the way
+   jobs read files), in seconds of audio per second: GPU vs the CPU (torch's threads) in the same run.
 The last line is one JSON object.
 """
 
@@ -44,6 +44,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reference", type=Path, help="folder with 1min_32k.npy and 1min_48k_soxr_hq.npy")
     parser.add_argument("--hours", type=float, default=1.0)
+    parser.add_argument("--block-s", type=float, default=5.0, help="seconds read a block (jobs read 5)")
     args = parser.parse_args()
 
     import torch
@@ -90,15 +91,17 @@ def main() -> None:
     long_signal = (0.1 * rng.standard_normal(int(44100 * seconds))).astype(np.float32)
     throughput = {}
     for device in devices:
-        streamed(long_signal[: 44100 * 10], 44100, 48000, device, 44100 * 5)  # warm up (kernels, CUDA context)
+        block = int(44100 * args.block_s)
+        streamed(long_signal[: 2 * block], 44100, 48000, device, block)  # warm up (kernels, CUDA context)
         if device == "cuda":
             torch.cuda.synchronize()
         began = time.perf_counter()
-        out = streamed(long_signal, 44100, 48000, device, 44100 * 5)
+        out = streamed(long_signal, 44100, 48000, device, block)
         if device == "cuda":
             torch.cuda.synchronize()
         throughput[device] = round(seconds / (time.perf_counter() - began), 1)
         assert len(out) == -(-len(long_signal) * 480 // 441)
+    figures["block_s"] = args.block_s
     figures["audio_s_per_s_44k1_to_48k"] = throughput
     if "cuda" in throughput:
         figures["gpu_vs_cpu"] = round(throughput["cuda"] / throughput["cpu"], 2)
