@@ -203,3 +203,39 @@ def test_the_api_deletes_a_dataset_or_answers_409_while_a_job_runs(api_client, u
     assert busy.status_code == 409 and "cancel it first" in busy.json()["detail"]
     assert api_client.delete(f"/api/v1/datasets/{two_datasets.wetlands.uuid}/").status_code == 204
     assert Clip.objects.count() == 10 and Dataset.objects.count() == 1
+
+
+def test_the_command_deletes_a_dataset_in_batches_with_a_progress_bar(two_datasets):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    class Terminal(StringIO):
+        def isatty(self):
+            return True
+
+    out, err = StringIO(), Terminal()
+    with CaptureQueriesContext(connection) as queries:
+        call_command("delete_dataset", "Wetlands", "--yes", "--batch-size", "2", stdout=out, stderr=err)
+    assert "Dataset 'Wetlands'" in out.getvalue() and "3 recordings, 60 clips" in out.getvalue()
+    assert "Deleted dataset 'Wetlands'" in out.getvalue()
+    assert "Deleting" in err.getvalue() and "3/3" in err.getvalue()  # the progress bar reached the end
+    deletes = [q["sql"] for q in queries if q["sql"].startswith("DELETE")]
+    assert [sql.split(" WHERE")[0] for sql in deletes] == ["DELETE FROM echoroo_recording"] * 2 + [
+        "DELETE FROM echoroo_dataset"
+    ]
+    assert list(Dataset.objects.values_list("name", flat=True)) == ["Forest"] and Clip.objects.count() == 10
+
+
+def test_the_command_refuses_a_running_job_an_unknown_name_and_no_confirmation(two_datasets, monkeypatch):
+    from django.core.management import CommandError, call_command
+
+    InferenceJob.objects.filter(dataset=two_datasets.forest).update(status=InferenceJob.Status.RUNNING)
+    with pytest.raises(CommandError, match="cannot be deleted now: inference job .* is running on it"):
+        call_command("delete_dataset", str(two_datasets.forest.uuid), "--yes")
+    with pytest.raises(CommandError, match="no dataset is named 'Wetland'; datasets: 'Forest', 'Wetlands'"):
+        call_command("delete_dataset", "Wetland", "--yes")
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False)
+    with pytest.raises(CommandError, match="add --yes"):
+        call_command("delete_dataset", "Wetlands")
+    assert Dataset.objects.count() == 2 and Clip.objects.count() == 70
