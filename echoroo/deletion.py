@@ -30,10 +30,10 @@ class DeletionRefused(Exception):
     """Why these rows cannot be deleted now."""
 
 
-def _running_inference(**lookups):
+def _running_inference(q: Q):
     from inference.models import InferenceJob
 
-    return InferenceJob.objects.filter(status=InferenceJob.Status.RUNNING).filter(**lookups)
+    return InferenceJob.objects.filter(status=InferenceJob.Status.RUNNING).filter(q)
 
 
 def _running_classifiers(q: Q):
@@ -80,9 +80,11 @@ def obstacles(model: type[Model], pks: list[int]) -> list[str]:
     from inference.models import InferenceJob
 
     if model is Dataset:
-        running = _running_inference(job_recordings__recording__dataset__in=pks)
+        running = _running_inference(
+            Q(dataset__in=pks) | Q(recording__dataset__in=pks) | Q(job_recordings__recording__dataset__in=pks)
+        )
     elif model is Recording:
-        running = _running_inference(job_recordings__recording__in=pks)
+        running = _running_inference(Q(recording__in=pks) | Q(job_recordings__recording__in=pks))
     elif model is ModelRun:
         named = InferenceJob.objects.filter(model_run__in=pks).order_by("pk")
         found = [f"inference job {job.uuid} ({job.status}) used this model run: delete the job first" for job in named]

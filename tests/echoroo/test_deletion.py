@@ -239,3 +239,13 @@ def test_the_command_refuses_a_running_job_an_unknown_name_and_no_confirmation(t
     with pytest.raises(CommandError, match="add --yes"):
         call_command("delete_dataset", "Wetlands")
     assert Dataset.objects.count() == 2 and Clip.objects.count() == 70
+
+
+def test_a_running_job_on_an_empty_dataset_stops_its_deletion_too(two_datasets):
+    empty = Dataset.objects.create(name="Empty")
+    job = InferenceJob.objects.create(model_run=two_datasets.run, dataset=empty, status=InferenceJob.Status.RUNNING)
+    with pytest.raises(deletion.DeletionRefused, match=str(job.uuid)):
+        deletion.delete(Dataset, [empty.pk])
+    job.status = InferenceJob.Status.COMPLETED
+    job.save()
+    assert deletion.delete(Dataset, [empty.pk]) == 1 and not InferenceJob.objects.filter(pk=job.pk).exists()
