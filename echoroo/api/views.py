@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from django.db.models import Aggregate, Count, OuterRef, Prefetch, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.exceptions import APIException, PermissionDenied
 from rest_framework.permissions import IsAuthenticated
@@ -44,6 +45,16 @@ def of_dataset(aggregate: Aggregate, *, empty: int | float) -> Coalesce:
     return Coalesce(Subquery(recordings.annotate(total=aggregate).values("total")), Value(empty))
 
 
+@extend_schema_view(
+    destroy=extend_schema(
+        description="Deletes the dataset with its sites, recordings, clips, predictions, embeddings, annotations "
+        "and jobs, in one statement (the audio files stay). Refused while a job is running on it.",
+        responses={
+            204: OpenApiResponse(description="Deleted."),
+            409: OpenApiResponse(description="A job is running on the dataset: cancel it first ({detail})."),
+        },
+    )
+)
 class DatasetViewSet(viewsets.ModelViewSet):
     queryset = Dataset.objects.select_related("created_by").annotate(
         recording_count=of_dataset(Count("pk"), empty=0),
