@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-from rest_framework import status
 from rest_framework.exceptions import APIException, ValidationError
 
 from classifiers.errors import ClassifierError
-
-
-class Conflict(APIException):
-    status_code = status.HTTP_409_CONFLICT
-    default_detail = "Not in a state that allows this."
-    default_code = "conflict"
+from echoroo.api.errors import Conflict
 
 
 def as_api_error(error: ClassifierError, *, renamed: dict[str, str] | None = None) -> APIException:

@@ -9,12 +9,13 @@ from __future__ import annotations
 from django.db.models import Aggregate, Count, OuterRef, Prefetch, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
-from rest_framework import mixins, status, viewsets
-from rest_framework.exceptions import APIException, PermissionDenied
+from rest_framework import mixins, viewsets
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.permissions import IsAuthenticated
 
 from echoroo import deletion
 from echoroo.api import filters, serializers
+from echoroo.api.errors import Conflict
 from echoroo.api.pagination import NewestFirstCursorPagination, OldestFirstCursorPagination
 from echoroo.api.permissions import OwnerOrStaffMayChange, StaffMayChange
 from echoroo.models import (
@@ -30,12 +31,6 @@ from echoroo.models import (
 )
 
 SECONDS_PER_HOUR = 3600.0
-
-
-class Conflict(APIException):
-    status_code = status.HTTP_409_CONFLICT
-    default_detail = "Not now: something is using it."
-    default_code = "conflict"
 
 
 def of_dataset(aggregate: Aggregate, *, empty: int | float) -> Coalesce:

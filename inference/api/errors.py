@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from rest_framework import status
 from rest_framework.exceptions import APIException, ValidationError
 
+from echoroo.api.errors import Conflict
 from inference.config import FIELD_NAMES, ConfigError
 
 # The keys create_job uses for the job's own fields -> the request's field names.
@@ -26,12 +26,6 @@ JOB_FIELDS = {
     "dataset": "dataset_uuid",
     "recording": "recording_uuid",
 }
-
-
-class Conflict(APIException):
-    status_code = status.HTTP_409_CONFLICT
-    default_detail = "The job is not in a state that allows this."
-    default_code = "conflict"
 
 
 def as_api_error(error: ConfigError, *, config_keys: Iterable[str] = ()) -> APIException:
