@@ -188,6 +188,11 @@ PREDICTION_ROW = (
 _datetime = serializers.DateTimeField()
 
 
+def datetime_text(value) -> str | None:
+    """A datetime as DRF's DateTimeField writes it (ISO 8601 in TIME_ZONE, "Z" for UTC); None stays None."""
+    return None if value is None else _datetime.to_representation(value)
+
+
 def scored_tags_of(prediction_ids: list[int]) -> dict[int, list[dict]]:
     """The scored tags of these predictions, best score first, in one query."""
     tags: dict[int, list[dict]] = {pk: [] for pk in prediction_ids}
@@ -243,7 +248,7 @@ class ClipPredictionSerializer(serializers.ModelSerializer):
                 "version": row["model_run__version"],
             },
             "tags": tags,
-            "created_at": _datetime.to_representation(row["created_at"]),
+            "created_at": datetime_text(row["created_at"]),
         }
 
 

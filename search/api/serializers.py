@@ -7,7 +7,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from echoroo.api.serializers import PredictionClipSerializer, PredictionModelRunSerializer, by_uuid
+from echoroo.api.serializers import PredictionClipSerializer, PredictionModelRunSerializer, by_uuid, datetime_text
 from echoroo.models import Dataset, Recording, Site
 from embeddings.models import ClipEmbedding
 from inference.runtimes import available_runtimes
@@ -162,9 +162,6 @@ class ResultRecordingSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-_datetime = serializers.DateTimeField()
-
-
 class SearchResultSerializer(serializers.Serializer):
     """One clip found (seed-design.md §5.3's EmbeddingSearchResult), with its recording.
 
@@ -186,9 +183,7 @@ class SearchResultSerializer(serializers.Serializer):
                 "path": recording.path,
                 "dataset": str(recording.dataset.uuid),
                 "site": str(recording.site.uuid) if recording.site_id is not None else None,
-                "recorded_at": _datetime.to_representation(recording.recorded_at)
-                if recording.recorded_at is not None
-                else None,
+                "recorded_at": datetime_text(recording.recorded_at),
             },
             "similarity": float(result.similarity),
             "model_run": {"uuid": str(model_run.uuid), "name": model_run.name, "version": model_run.version},
