@@ -10,7 +10,7 @@ from classifiers.api.errors import as_api_error
 from classifiers.errors import ClassifierError
 from classifiers.labels import CLEAR, Polarity, parse_tag_value
 from classifiers.models import MAX_LABEL_LENGTH, Classifier, ClassifierJob
-from echoroo.api.serializers import PredictionModelRunSerializer, by_uuid, username_of_creator
+from echoroo.api.serializers import PredictionModelRunSerializer, by_uuid, job_duration, username_of_creator
 from echoroo.models import ClipAnnotationTag, ModelRun
 
 LABEL_HELP = "The label set's name, e.g. 'Wood frog' (spaces around it are dropped)."
@@ -79,9 +79,7 @@ class ClassifierJobSerializer(serializers.ModelSerializer):
     classifier = by_uuid()
     label = serializers.CharField(source="classifier.label", read_only=True)
     created_by = username_of_creator()
-    duration_s = serializers.FloatField(
-        read_only=True, allow_null=True, help_text="Seconds since it started, or from start to end once finished."
-    )
+    duration_s = job_duration()
 
     class Meta:
         model = ClassifierJob

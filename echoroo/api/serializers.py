@@ -47,6 +47,13 @@ def username_of_creator() -> serializers.SlugRelatedField:
     )
 
 
+def job_duration() -> serializers.FloatField:
+    """A job's duration_s (echoroo.jobs.JobLifecycle)."""
+    return serializers.FloatField(
+        read_only=True, allow_null=True, help_text="Seconds since it started, or from start to end once finished."
+    )
+
+
 class DatasetSerializer(LocatedSerializer):
     """A collection of recordings, with how many there are and how long they last."""
 

@@ -6,7 +6,7 @@ from django.db.models import Count
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from echoroo.api.serializers import PredictionModelRunSerializer, by_uuid, username_of_creator
+from echoroo.api.serializers import PredictionModelRunSerializer, by_uuid, job_duration, username_of_creator
 from echoroo.models import Dataset, Recording
 from inference import services
 from inference.api.errors import as_api_error
@@ -135,9 +135,7 @@ class InferenceJobSerializer(serializers.ModelSerializer):
     )
     model_run = PredictionModelRunSerializer(read_only=True)
     created_by = username_of_creator()
-    duration_s = serializers.FloatField(
-        read_only=True, allow_null=True, help_text="Seconds since it started, or from start to end once finished."
-    )
+    duration_s = job_duration()
 
     class Meta:
         model = InferenceJob
