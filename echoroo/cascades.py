@@ -52,12 +52,15 @@ def constraints_of(cursor, table: str) -> dict[str, tuple[str, str]]:
 def write_rules_into_database(apps, schema_editor) -> None:
     """Give each CASCADE / SET_NULL foreign key of the project the same rule in PostgreSQL."""
     quote = schema_editor.quote_name
+    existing: dict[str, dict[str, tuple[str, str]]] = {}  # table -> its foreign keys, read once
     with schema_editor.connection.cursor() as cursor:
         for table, column, target_table, target_column, on_delete in foreign_keys(apps):
             if on_delete not in DATABASE_RULES:
                 continue  # PROTECT, DO_NOTHING...: Django's check (or none) stays the rule
             wanted, words = DATABASE_RULES[on_delete]
-            name, rule = constraints_of(cursor, table).get(column, (None, None))
+            if table not in existing:
+                existing[table] = constraints_of(cursor, table)
+            name, rule = existing[table].get(column, (None, None))
             if name is None or rule == wanted:
                 continue
             cursor.execute(
