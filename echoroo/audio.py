@@ -100,6 +100,15 @@ def window_starts(duration_s: float, window_s: float, overlap_s: float = 0.0, *,
     return np.arange(count, dtype=np.int64) * step_samples / sample_rate
 
 
+def window_spans(
+    duration_s: float, window_s: float, overlap_s: float = 0.0, *, sample_rate: int
+) -> list[tuple[float, float]]:
+    """(start, end) in seconds of the windows iter_windows cuts, computed exactly as it computes them."""
+    window_samples, step_samples = _window_grid(sample_rate, window_s, overlap_s)
+    count = _count(_samples_at(duration_s, sample_rate), window_samples, step_samples)
+    return [_span(index, step_samples, window_samples, sample_rate, duration_s) for index in range(count)]
+
+
 def iter_blocks(path: AudioPath, sample_rate: int, *, block_s: float = DEFAULT_BLOCK_S) -> Iterator[np.ndarray]:
     """Yield the recording as mono float32 blocks at sample_rate, in order.
 
@@ -345,10 +354,15 @@ def _count(total_samples: int, window_samples: int, step_samples: int) -> int:
     return 1 + -(-(total_samples - window_samples) // step_samples)
 
 
+def _span(index: int, step_samples: int, window_samples: int, sample_rate: int, duration_s: float):
+    """The index-th window's (start, end) in seconds, its end clipped to the recording."""
+    start_s = index * step_samples / sample_rate
+    return start_s, min(start_s + window_samples / sample_rate, duration_s)
+
+
 def _window(index: int, step_samples: int, samples: np.ndarray, sample_rate: int, duration_s: float) -> Window:
     """A Window for the index-th step, its end clipped to the recording."""
-    start_s = index * step_samples / sample_rate
-    end_s = min(start_s + samples.size / sample_rate, duration_s)
+    start_s, end_s = _span(index, step_samples, samples.size, sample_rate, duration_s)
     return Window(start_s=start_s, end_s=end_s, samples=samples)
 
 

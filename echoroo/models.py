@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import F, Q
 
@@ -218,18 +219,100 @@ class ModelRun(models.Model):
         return f"{self.name} {self.version}"
 
 
+class RealField(models.FloatField):
+    """A 4-byte float (PostgreSQL `real`): a model's float32 output, stored exactly in half the bytes."""
+
+    def db_type(self, connection) -> str:
+        return "real"
+
+
+class RecordingOutput(models.Model):
+    """A model run's raw output on a whole recording at one window layout is stored.
+
+    Every window's labels with a logit of at least `floor_logit` are in ClipOutput (windows with
+    none have no row). A job whose threshold and sensitivity need no logit below the floor reads
+    its detections from there instead of running the model again.
+    """
+
+    recording = models.ForeignKey(Recording, on_delete=models.CASCADE, related_name="model_outputs", db_index=False)
+    model_run = models.ForeignKey(ModelRun, on_delete=models.CASCADE, related_name="recording_outputs")
+    overlap = models.FloatField(help_text="Seconds shared by consecutive windows.")
+    windows = models.PositiveIntegerField()
+    floor_logit = models.FloatField(help_text="Every label with a logit at least this is stored.")
+    embeddings = models.BooleanField(default=False, help_text="Every window's embedding is stored too.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["recording_id", "model_run_id", "overlap"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["recording", "model_run", "overlap"], name="recording_output_unique_layout"
+            ),
+            models.CheckConstraint(condition=Q(overlap__gte=0), name="recording_output_overlap_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model_run_id}@{self.recording_id} (overlap {self.overlap:g} s)"
+
+
+class ClipOutput(models.Model):
+    """A model run's raw output on one window: its species tags and their logits (scores at any sensitivity).
+
+    The same model on the same audio always gives the same output, so a row is written once and
+    never replaced, except by a more complete one (a lower floor: a superset of the same values).
+    """
+
+    clip = models.ForeignKey(Clip, on_delete=models.CASCADE, related_name="outputs", db_index=False)
+    model_run = models.ForeignKey(ModelRun, on_delete=models.CASCADE, related_name="clip_outputs", db_index=False)
+    tags = ArrayField(models.IntegerField(), help_text="Species tag ids, in the order of the logits.")
+    logits = ArrayField(RealField(), help_text="The model's logit for each tag, as the model gave it (float32).")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["clip", "model_run"], name="clip_output_unique_run"),
+            models.CheckConstraint(condition=Q(tags__len=F("logits__len")), name="clip_output_one_logit_per_tag"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model_run_id}@{self.clip_id}"
+
+
 class ClipPrediction(models.Model):
+    """A window a job detected something in (its tags carry the scores); or a classifier run's score of a clip.
+
+    A job's rows are its own record: `job` is set and no other job changes them. A classifier run's
+    rows (job empty, model run of kind "classifier") are scores, not detections.
+    """
+
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    # No single-column indexes on these foreign keys: the unique (clip, model_run) and the
-    # (model_run, clip) indexes serve both, and each extra index slows every bulk load.
+    # No single-column indexes on these foreign keys: the unique and the (model_run, clip) and
+    # (job, clip) indexes serve them, and each extra index slows every bulk load.
     clip = models.ForeignKey(Clip, on_delete=models.CASCADE, related_name="predictions", db_index=False)
     model_run = models.ForeignKey(ModelRun, on_delete=models.CASCADE, related_name="clip_predictions", db_index=False)
+    job = models.ForeignKey(
+        "inference.InferenceJob",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="clip_predictions",
+        db_index=False,
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["clip_id"]
-        indexes = [models.Index(fields=["model_run", "clip"], name="clip_prediction_run_clip")]
-        constraints = [models.UniqueConstraint(fields=["clip", "model_run"], name="clip_prediction_unique_run")]
+        indexes = [
+            models.Index(fields=["model_run", "clip"], name="clip_prediction_run_clip"),
+            models.Index(fields=["job", "clip"], name="clip_prediction_job_clip"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["clip", "model_run"], condition=Q(job__isnull=True), name="clip_prediction_unique_run"
+            ),
+            models.UniqueConstraint(
+                fields=["clip", "job"], condition=Q(job__isnull=False), name="clip_prediction_unique_in_job"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.model_run_id}@{self.clip_id}"
@@ -251,17 +334,28 @@ class ClipPredictionTag(models.Model):
 
 
 class SoundEventPrediction(models.Model):
-    """A detection: a sound event found by a model run (e.g. merged overlapping windows)."""
+    """A job's detection: a sound event its model run found (overlapping windows merged), the job's own record."""
 
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     sound_event = models.ForeignKey(SoundEvent, on_delete=models.CASCADE, related_name="predictions", db_index=False)
     model_run = models.ForeignKey(
         ModelRun, on_delete=models.CASCADE, related_name="sound_event_predictions", db_index=False
     )
+    job = models.ForeignKey(
+        "inference.InferenceJob",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="sound_event_predictions",
+        db_index=False,
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        indexes = [models.Index(fields=["model_run", "sound_event"], name="se_prediction_run_event")]
+        indexes = [
+            models.Index(fields=["model_run", "sound_event"], name="se_prediction_run_event"),
+            models.Index(fields=["job", "sound_event"], name="se_prediction_job_event"),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["sound_event", "model_run"], name="sound_event_prediction_unique_run")
         ]

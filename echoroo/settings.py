@@ -52,6 +52,11 @@ PERCH_MODEL = os.environ.get("PERCH_MODEL", "")
 BIRDNET_THREADS = int(os.environ.get("BIRDNET_THREADS") or 1)
 # Short recordings share a task until it holds this much audio (seconds; 0: a task per recording).
 INFERENCE_TASK_AUDIO_S = float(os.environ.get("INFERENCE_TASK_AUDIO_S") or 300)
+# The lowest score (at sensitivity 1) a job may ask for from the model's stored output: every label
+# that could reach it at any sensitivity from 0.5 to 1.5 is kept per window (see inference.selection).
+PREDICTION_FLOOR = float(os.environ.get("PREDICTION_FLOOR") or 0.1)
+if not 0 < PREDICTION_FLOOR < 1:
+    raise ImproperlyConfigured(f"PREDICTION_FLOOR must be between 0 and 1 (exclusive), got {PREDICTION_FLOOR}")
 # How jobs resample audio to the model's rate: "soxr" (HQ, as BirdNET-Analyzer) or "torchaudio"
 # (on the GPU when torch sees one; requirements/gpu.txt installs it). Checked when Django starts.
 RESAMPLER = os.environ.get("ECHOROO_RESAMPLER") or "soxr"

@@ -42,6 +42,14 @@ class InferenceConfig:
             data["custom_species_list"] = list(self.custom_species_list)
         return data
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> InferenceConfig:
+        """Read back what `as_json` stored (a job's `config`); settings it lacks take their defaults."""
+        data = {name: value for name, value in (data or {}).items() if name in FIELD_NAMES}
+        if data.get("custom_species_list") is not None:
+            data["custom_species_list"] = tuple(data["custom_species_list"])
+        return cls(**data)
+
 
 FIELD_NAMES = tuple(field.name for field in fields(InferenceConfig))
 

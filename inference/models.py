@@ -10,6 +10,7 @@ from django.db.models import F, Q
 
 from echoroo.jobs import JobLifecycle
 from echoroo.models import Dataset, ModelRun, Recording
+from inference.config import InferenceConfig
 
 
 class InferenceJob(JobLifecycle, models.Model):
@@ -58,6 +59,11 @@ class InferenceJob(JobLifecycle, models.Model):
     def target(self) -> Dataset | Recording:
         return self.dataset if self.dataset_id else self.recording
 
+    @property
+    def settings(self) -> InferenceConfig:
+        """The job's config as the one typed object everything reads (validated when the job was created)."""
+        return InferenceConfig.from_json(self.config)
+
 
 class JobRecording(models.Model):
     """One recording of a job: the unit of work a task does, and of resuming."""
@@ -76,6 +82,9 @@ class JobRecording(models.Model):
     processed_clips = models.PositiveIntegerField(default=0)
     error_message = models.TextField(blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
+    reused = models.BooleanField(
+        default=False, help_text="Its detections came from the model's stored output: no audio decoded, no model call."
+    )
     worker = models.CharField(max_length=200, blank=True, help_text="host:pid of the last worker that took it.")
     # Where the time went, for tuning: decoding + model, and writing the rows.
     inference_s = models.FloatField(null=True, blank=True)

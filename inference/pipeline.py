@@ -1,4 +1,4 @@
-"""Recording -> windows -> batches -> runtime -> thresholded, filtered, merged detections (no database)."""
+"""Recording -> windows -> batches -> runtime -> raw output, and the job's selected, merged detections (no database)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from pathlib import Path
 import numpy as np
 
 from echoroo import audio
+from inference.config import InferenceConfig
 from inference.runtimes.base import ModelRuntime
+from inference.selection import Selection, WindowOutputs, storage_floor
 
 # Batches decoded ahead of the model: enough that inference never waits on I/O,
 # few enough that memory stays bounded (each is batch_size windows).
@@ -20,14 +22,16 @@ PREFETCH_BATCHES = 3
 
 @dataclass(frozen=True)
 class PipelineOptions:
-    """How one recording is analysed; the job's config, already validated."""
+    """How one recording is analysed: the job's config (validated), the labels it allows, the output kept."""
 
-    confidence_threshold: float = 0.5
-    overlap_s: float = 0.0
-    batch_size: int = 32
+    config: InferenceConfig = field(default_factory=InferenceConfig)
     # Label indices kept (species filter or custom list); None keeps every label.
     allowed_labels: frozenset[int] | None = None
-    keep_embeddings: bool = True
+    # Raw output kept for storage: every label with a logit at least this (see inference.selection).
+    floor_logit: float = storage_floor(0.1)
+
+    def selection(self, runtime: ModelRuntime) -> Selection:
+        return Selection.of(runtime, self.config.confidence_threshold, self.config.sensitivity, self.allowed_labels)
 
 
 @dataclass(frozen=True)
@@ -42,13 +46,15 @@ class Detection:
 
 @dataclass
 class BatchResult:
-    """One batch of windows: their span, embeddings, and the labels above threshold in each."""
+    """One batch of windows: their span, raw output, embeddings, and the labels the job selected in each."""
 
     starts_s: np.ndarray
     ends_s: np.ndarray
     embeddings: np.ndarray | None
-    # For each window, (label index, score) above threshold, best first.
+    # For each window, (label index, score) selected, best first.
     hits: list[list[tuple[int, float]]]
+    # The model's logits at or above the floor (or the selection's needs, when lower).
+    outputs: WindowOutputs | None = None
 
     def __len__(self) -> int:
         return len(self.starts_s)
@@ -95,18 +101,22 @@ def analyze(
     Memory stays bounded whatever the recording's length: only PREFETCH_BATCHES batches
     of audio and the current batch's results are held.
     """
-    mask = _label_mask(runtime, options.allowed_labels)
+    config = options.config
+    selection = options.selection(runtime)
+    kept_from = min(options.floor_logit, selection.min_logit)
     for starts_s, ends_s, windows in _prefetched(
-        audio.iter_batches(path, runtime.sample_rate, runtime.window_s, options.overlap_s, options.batch_size)
+        audio.iter_batches(path, runtime.sample_rate, runtime.window_s, config.overlap, config.batch_size)
     ):
         if should_stop is not None and should_stop():
             raise Cancelled()
-        scores, embeddings = runtime.predict(windows)
+        logits, embeddings = runtime.predict_logits(windows)
+        outputs = WindowOutputs.from_dense(logits, kept_from)
         yield BatchResult(
             starts_s=starts_s,
             ends_s=ends_s,
-            embeddings=embeddings if options.keep_embeddings else None,
-            hits=_hits(scores, mask, options.confidence_threshold),
+            embeddings=embeddings if config.store_embeddings else None,
+            hits=selection.hits(outputs),
+            outputs=outputs,
         )
 
 
@@ -156,26 +166,6 @@ class DetectionMerger:
         finished = list(self._open.values())
         self._open.clear()
         return finished
-
-
-def _label_mask(runtime: ModelRuntime, allowed: frozenset[int] | None) -> np.ndarray | None:
-    if allowed is None:
-        return None
-    mask = np.zeros(len(runtime.labels), dtype=bool)
-    mask[list(allowed)] = True
-    return mask
-
-
-def _hits(scores: np.ndarray, mask: np.ndarray | None, threshold: float) -> list[list[tuple[int, float]]]:
-    passing = scores >= threshold
-    if mask is not None:
-        passing &= mask
-    hits: list[list[tuple[int, float]]] = [[] for _ in range(len(scores))]
-    for window, label in zip(*np.nonzero(passing), strict=True):
-        hits[window].append((int(label), float(scores[window, label])))
-    for window_hits in hits:
-        window_hits.sort(key=lambda hit: -hit[1])
-    return hits
 
 
 _DONE = object()

@@ -16,9 +16,11 @@ from django.utils import timezone
 from echoroo.audio import AudioError, read_info
 from inference.config import InferenceConfig
 from inference.models import InferenceJob, JobRecording
-from inference.pipeline import Cancelled, DetectionMerger, PipelineOptions, analyze
+from inference.pipeline import BatchResult, Cancelled, DetectionMerger, PipelineOptions, analyze
+from inference.raw_output import read_outputs, reusable_output
 from inference.runtimes import ModelRuntime, get_runtime
 from inference.runtimes.week import ALL_YEAR, birdnet_week
+from inference.selection import WindowOutputs, storage_floor
 from inference.storage import RecordingResults, store_recording_results
 
 logger = logging.getLogger(__name__)
@@ -49,14 +51,9 @@ def _with_database(action, *args, **kwargs):
 
 
 def load_runtime(model_name: str, config: InferenceConfig) -> ModelRuntime:
-    """The model of a job, loaded once per worker process and kept."""
+    """The model of a job, loaded once per worker process and kept (sensitivity is the selection's, not the model's)."""
     if model_name == "birdnet":
-        return get_runtime(
-            "birdnet",
-            sensitivity=config.sensitivity,
-            num_threads=settings.BIRDNET_THREADS,
-            cache_dir=settings.MODEL_CACHE_DIR,
-        )
+        return get_runtime("birdnet", num_threads=settings.BIRDNET_THREADS, cache_dir=settings.MODEL_CACHE_DIR)
     if model_name == "perch":
         return get_runtime("perch", model=settings.PERCH_MODEL or None, use_gpu=config.use_gpu)
     return get_runtime(model_name)
@@ -93,33 +90,32 @@ def recording_week(recording, config: InferenceConfig) -> int:
 
 
 def run_job_recording(job_id: int, recording_id: int) -> str:
-    """Process one recording of a job; returns its final state. Safe to run twice."""
+    """Process one recording of a job; returns its final state. Safe to run twice.
+
+    When the model's output on the recording is stored at the job's window layout, down to what the
+    job's threshold and sensitivity need, the job selects from it: no audio decoded, no model call.
+    """
     job_recording = _with_database(_claim, job_id, recording_id)
     if job_recording is None:
         return "skipped"
     job = job_recording.job
     timings: dict[str, float] = {}
+    reused = False
     try:
-        config = InferenceConfig(**{**job.config, "custom_species_list": job.config.get("custom_species_list")})
+        config = job.settings
         runtime = load_runtime(job.model_run.name, config)
         options = PipelineOptions(
-            confidence_threshold=config.confidence_threshold,
-            overlap_s=config.overlap,
-            batch_size=config.batch_size,
+            config=config,
             allowed_labels=allowed_labels(runtime, config, job_recording),
-            keep_embeddings=config.store_embeddings,
+            floor_logit=storage_floor(settings.PREDICTION_FLOOR),
         )
         began = time.perf_counter()
-        results = _analyse(runtime, job_recording, options)
+        results = _with_database(_from_stored_output, runtime, job_recording, options)
+        reused = results is not None
+        if results is None:
+            results = _analyse(runtime, job_recording, options)
         analysed = time.perf_counter()
-        _with_database(
-            store_recording_results,
-            recording_id,
-            job.model_run_id,
-            results,
-            store_predictions=config.store_predictions,
-            store_embeddings_too=config.store_embeddings,
-        )
+        _with_database(store_recording_results, recording_id, job.model_run_id, job.pk, results, config=config)
         timings = {"inference_s": analysed - began, "storage_s": time.perf_counter() - analysed}
         state = JobRecording.Status.DONE
         error = ""
@@ -136,8 +132,43 @@ def run_job_recording(job_id: int, recording_id: int) -> str:
     except KeyboardInterrupt:  # Ctrl-C in `infer --sync`: leave the recording retryable, not "running"
         _finish_recording(job_recording, JobRecording.Status.CANCELLED, "interrupted")
         raise
-    _with_database(_finish_recording, job_recording, state, error, timings)
+    _with_database(_finish_recording, job_recording, state, error, timings, reused=reused and state == "done")
     return state
+
+
+def _from_stored_output(
+    runtime: ModelRuntime, job_recording: JobRecording, options: PipelineOptions
+) -> RecordingResults | None:
+    """The job's selection from the model's stored output on this recording; None when it must run the model."""
+    config = options.config
+    selection = options.selection(runtime)
+    stored = reusable_output(
+        job_recording.recording,
+        job_recording.job.model_run_id,
+        overlap_s=config.overlap,
+        min_logit=selection.min_logit,
+        needs_embeddings=config.store_embeddings,
+    )
+    if stored is None:
+        return None
+    label_index = {label.name: index for index, label in enumerate(runtime.labels)}
+    try:
+        starts, ends, outputs = read_outputs(
+            stored, window_s=runtime.window_s, sample_rate=runtime.sample_rate, label_index=label_index
+        )
+    except LookupError as why:
+        logger.warning("job %s: stored output not used, running the model: %s", job_recording.job_id, why)
+        return None
+    batch = BatchResult(starts_s=starts, ends_s=ends, embeddings=None, hits=selection.hits(outputs))
+    merger = DetectionMerger()
+    detections = merger.add(batch) + merger.finish()
+    return RecordingResults(
+        starts_s=starts,
+        ends_s=ends,
+        hits=batch.hits,
+        detections=detections,
+        label_names=tuple(label.name for label in runtime.labels),
+    )
 
 
 def _claim(job_id: int, recording_id: int) -> JobRecording | None:
@@ -168,7 +199,7 @@ def _claim(job_id: int, recording_id: int) -> JobRecording | None:
 
 
 def _analyse(runtime: ModelRuntime, job_recording: JobRecording, options: PipelineOptions) -> RecordingResults:
-    starts, ends, hits, embeddings = [], [], [], []
+    starts, ends, hits, embeddings, outputs = [], [], [], [], []
     merger = DetectionMerger()
     detections = []
     processed = 0
@@ -188,6 +219,7 @@ def _analyse(runtime: ModelRuntime, job_recording: JobRecording, options: Pipeli
         starts.append(batch.starts_s)
         ends.append(batch.ends_s)
         hits.extend(batch.hits)
+        outputs.append(batch.outputs)
         if batch.embeddings is not None:
             embeddings.append(batch.embeddings.astype(np.float16))
         detections.extend(merger.add(batch))
@@ -203,9 +235,11 @@ def _analyse(runtime: ModelRuntime, job_recording: JobRecording, options: Pipeli
         starts_s=np.concatenate(starts) if starts else np.zeros(0),
         ends_s=np.concatenate(ends) if ends else np.zeros(0),
         hits=hits,
-        embeddings=np.concatenate(embeddings) if embeddings else None,
         detections=detections,
         label_names=tuple(label.name for label in runtime.labels),
+        outputs=WindowOutputs.concatenate(outputs),
+        floor_logit=options.floor_logit,
+        embeddings=np.concatenate(embeddings) if embeddings else None,
     )
 
 
@@ -232,8 +266,16 @@ def _update_job_progress(job_id: int) -> None:
         )
 
 
-def _finish_recording(job_recording: JobRecording, state: str, error: str, timings: dict | None = None) -> None:
-    fields = {"status": state, "error_message": error[:2000], "finished_at": timezone.now(), **(timings or {})}
+def _finish_recording(
+    job_recording: JobRecording, state: str, error: str, timings: dict | None = None, *, reused: bool = False
+) -> None:
+    fields = {
+        "status": state,
+        "error_message": error[:2000],
+        "finished_at": timezone.now(),
+        "reused": reused,
+        **(timings or {}),
+    }
     if state == JobRecording.Status.DONE:
         fields["processed_clips"] = job_recording.total_clips
     JobRecording.objects.filter(pk=job_recording.pk).update(**fields)

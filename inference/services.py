@@ -111,7 +111,7 @@ def start_job(job: InferenceJob, *, by=None, sync: bool = False) -> InferenceJob
             else Recording.objects.filter(pk=job.recording_id)
         ).values_list("id", "duration")
         window_s, rate = job.model_run.segment_duration, job.model_run.sample_rate
-        overlap = float(job.config.get("overlap", 0.0))
+        overlap = job.settings.overlap
         rows = [
             JobRecording(
                 job=job, recording_id=rid, total_clips=count_windows(duration, window_s, overlap, sample_rate=rate)

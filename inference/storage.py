@@ -1,8 +1,8 @@
-"""Pipeline results -> rows: clips, predictions with tags, merged detections, embeddings.
+"""Pipeline results -> rows: clips, the model's raw output, the job's detections (windows and merged), embeddings.
 
 One recording's results are written in one transaction, in bulk (one statement per table,
-arrays passed with unnest; embeddings with binary COPY), keyed on (clip, model_run): writing
-the same results twice, after a retry or from two jobs at once, adds nothing.
+arrays passed with unnest; embeddings with binary COPY). Raw output and embeddings are keyed on
+(clip, model_run), so two jobs or a retry never double them; detections belong to the job.
 """
 
 from __future__ import annotations
@@ -13,67 +13,85 @@ from dataclasses import dataclass
 import numpy as np
 from django.db import connection, transaction
 
-from echoroo.models import SPECIES
 from embeddings.storage import store_embeddings
+from inference.config import InferenceConfig
 from inference.pipeline import Detection
+from inference.raw_output import species_tag_ids, write_outputs
+from inference.selection import WindowOutputs
 
 
 @dataclass
 class RecordingResults:
-    """What the pipeline found on one recording, gathered for storage."""
+    """What one recording gave a job: the model's raw output (when it ran) and the job's selection."""
 
     starts_s: np.ndarray  # [N] window starts
     ends_s: np.ndarray  # [N] window ends
-    hits: list[list[tuple[int, float]]]  # per window: (label index, score)
-    embeddings: np.ndarray | None  # [N, D] (float16 is enough: stored as halfvec)
+    hits: list[list[tuple[int, float]]]  # per window: (label index, score), the job's selection
     detections: list[Detection]  # merged
     label_names: tuple[str, ...]  # label index -> tag value
+    # The model's output when it ran on the audio (None when the job read stored output), its floor,
+    # and the embeddings (float16 is enough: stored as halfvec).
+    outputs: WindowOutputs | None = None
+    floor_logit: float = 0.0
+    embeddings: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
 class StoredCounts:
     clips: int
+    raw_outputs: int
     clip_predictions: int
     detections: int
     embeddings: int
 
 
 def store_recording_results(
-    recording_id: int,
-    model_run_id: int,
-    results: RecordingResults,
-    *,
-    store_predictions: bool = True,
-    store_embeddings_too: bool = True,
+    recording_id: int, model_run_id: int, job_id: int, results: RecordingResults, *, config: InferenceConfig
 ) -> StoredCounts:
-    """Write one recording's results for one model run, idempotently, in one transaction."""
+    """Write one recording's raw output (when the model ran) and the job's detections, in one transaction.
+
+    Idempotent: raw output is keyed on (clip, model run) and never replaced by less; the job's
+    detections of this recording replace those a previous attempt of the same job wrote.
+    """
     with transaction.atomic(), connection.cursor() as cursor:
         # Don't wait for this commit to reach the disk (half of the storage time). Safe: a database
         # crash loses only the newest commits, in order, so the later "done" mark and the queue's
         # acknowledgement go with them and the task runs again; the rows are keyed, so nothing doubles.
         cursor.execute("SET LOCAL synchronous_commit = off")
-        # Two writers of the same recording and model run (a retry racing a slow original,
-        # two jobs at once) take turns, so the replace of detections below stays exact.
+        # Writers of one recording's raw output take turns (two jobs at once), and so do two attempts
+        # of one job (a retry racing a slow original), so the replace of its detections stays exact.
+        # Always in this order, and jobs keyed negative so the two never share a key: no deadlock.
         cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [int(model_run_id), int(recording_id)])
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [-int(job_id), int(recording_id)])
 
-        with_hits = np.array([bool(window) for window in results.hits], dtype=bool)
-        if store_embeddings_too and results.embeddings is not None:
-            clip_windows = np.arange(len(results.starts_s))
-        elif store_predictions:
-            clip_windows = np.flatnonzero(with_hits)
-        else:
-            clip_windows = np.array([], dtype=int)
-        clip_ids = _clip_ids(cursor, recording_id, results.starts_s[clip_windows], results.ends_s[clip_windows])
+        windows = np.arange(len(results.starts_s))
+        if results.outputs is None:  # stored output: only the windows with detections need their clip
+            windows = np.flatnonzero([bool(window) for window in results.hits])
+        clip_ids = _clip_ids(cursor, recording_id, results.starts_s[windows], results.ends_s[windows])
+        clip_of_window = dict(zip(windows.tolist(), clip_ids.tolist(), strict=True))
+        tag_ids = _species_tag_ids(cursor, results)
 
-        predictions = detections = embeddings = 0
-        if store_predictions:
-            tag_ids = _species_tag_ids(cursor, results)
-            window_to_clip = dict(zip(clip_windows.tolist(), clip_ids.tolist(), strict=True))
-            predictions = _store_clip_predictions(cursor, recording_id, model_run_id, results, window_to_clip, tag_ids)
-            detections = _replace_detections(cursor, recording_id, model_run_id, results.detections, tag_ids)
-        if store_embeddings_too and results.embeddings is not None and len(clip_ids):
+        raw = predictions = detections = embeddings = 0
+        if results.outputs is not None:
+            raw = write_outputs(
+                cursor,
+                recording_id=recording_id,
+                model_run_id=model_run_id,
+                overlap_s=config.overlap,
+                clip_ids=clip_ids,
+                outputs=results.outputs,
+                floor_logit=results.floor_logit,
+                tag_of_label=tag_ids,
+                embeddings=config.store_embeddings and results.embeddings is not None,
+            )
+        if config.store_predictions:
+            predictions = _replace_clip_predictions(
+                cursor, recording_id, model_run_id, job_id, results, clip_of_window, tag_ids
+            )
+            detections = _replace_detections(cursor, recording_id, model_run_id, job_id, results.detections, tag_ids)
+        if config.store_embeddings and results.embeddings is not None and len(clip_ids):
             embeddings = store_embeddings("clip", clip_ids, model_run_id, results.embeddings)
-    return StoredCounts(len(clip_ids), predictions, detections, embeddings)
+    return StoredCounts(len(clip_ids), raw, predictions, detections, embeddings)
 
 
 def _clip_ids(cursor, recording_id: int, starts_s: np.ndarray, ends_s: np.ndarray) -> np.ndarray:
@@ -98,50 +116,33 @@ def _clip_ids(cursor, recording_id: int, starts_s: np.ndarray, ends_s: np.ndarra
 
 
 def _species_tag_ids(cursor, results: RecordingResults) -> dict[int, int]:
-    """Label index -> Tag id, for the labels found on this recording (created if new)."""
-    labels = sorted(
-        {label for window in results.hits for label, _ in window} | {d.label_index for d in results.detections}
-    )
-    if not labels:
-        return {}
-    values = [results.label_names[label] for label in labels]
-    cursor.execute(
-        "INSERT INTO echoroo_tag (uuid, key, value) SELECT u, %s, v FROM unnest(%s::uuid[], %s::text[]) AS t(u, v) "
-        "ON CONFLICT (key, value) DO NOTHING",
-        [SPECIES, [uuid.uuid4() for _ in values], values],
-    )
-    cursor.execute("SELECT value, id FROM echoroo_tag WHERE key = %s AND value = ANY(%s)", [SPECIES, values])
-    by_value = dict(cursor.fetchall())
-    return {label: by_value[value] for label, value in zip(labels, values, strict=True)}
+    """Label index -> Tag id, for the labels in this recording's output and selection (created if new)."""
+    labels = {label for window in results.hits for label, _ in window} | {d.label_index for d in results.detections}
+    if results.outputs is not None:
+        labels |= set(results.outputs.labels.tolist())
+    labels = sorted(labels)
+    by_name = species_tag_ids(cursor, [results.label_names[label] for label in labels])
+    return {label: by_name[results.label_names[label]] for label in labels}
 
 
-def _store_clip_predictions(cursor, recording_id, model_run_id, results, window_to_clip, tag_ids) -> int:
-    """Window predictions of this run replace the previous ones of the recording and model run.
-
-    Predictions of clips that still have detections keep their row (and uuid); their tags
-    are rewritten, so a rerun at a higher threshold leaves no stale low scores behind.
-    """
-    windows = [i for i, window in enumerate(results.hits) if window]
-    clip_ids = [window_to_clip[i] for i in windows]
+def _replace_clip_predictions(cursor, recording_id, model_run_id, job_id, results, clip_of_window, tag_ids) -> int:
+    """The job's window detections of this recording: one ClipPrediction per window with hits, a tag per label."""
     cursor.execute(
         "WITH previous AS ("
-        "  SELECT p.id, p.clip_id FROM echoroo_clipprediction p JOIN echoroo_clip c ON c.id = p.clip_id"
-        "  WHERE p.model_run_id = %s AND c.recording_id = %s),"
+        "  SELECT p.id FROM echoroo_clipprediction p JOIN echoroo_clip c ON c.id = p.clip_id"
+        "  WHERE p.job_id = %s AND c.recording_id = %s),"
         " tags AS (DELETE FROM echoroo_clippredictiontag WHERE clip_prediction_id IN (SELECT id FROM previous))"
-        " DELETE FROM echoroo_clipprediction WHERE id IN (SELECT id FROM previous WHERE NOT clip_id = ANY(%s))",
-        [model_run_id, recording_id, clip_ids],
+        " DELETE FROM echoroo_clipprediction WHERE id IN (SELECT id FROM previous)",
+        [job_id, recording_id],
     )
+    windows = [i for i, window in enumerate(results.hits) if window]
     if not windows:
         return 0
+    clip_ids = [clip_of_window[i] for i in windows]
     cursor.execute(
-        "INSERT INTO echoroo_clipprediction (uuid, clip_id, model_run_id, created_at) "
-        "SELECT u, c, %s, now() FROM unnest(%s::uuid[], %s::bigint[]) AS t(u, c) "
-        "ON CONFLICT (clip_id, model_run_id) DO NOTHING",
-        [model_run_id, [uuid.uuid4() for _ in clip_ids], clip_ids],
-    )
-    cursor.execute(
-        "SELECT clip_id, id FROM echoroo_clipprediction WHERE model_run_id = %s AND clip_id = ANY(%s)",
-        [model_run_id, clip_ids],
+        "INSERT INTO echoroo_clipprediction (uuid, clip_id, model_run_id, job_id, created_at) "
+        "SELECT u, c, %s, %s, now() FROM unnest(%s::uuid[], %s::bigint[]) AS t(u, c) RETURNING clip_id, id",
+        [model_run_id, job_id, [uuid.uuid4() for _ in clip_ids], clip_ids],
     )
     prediction_of_clip = dict(cursor.fetchall())
     prediction_ids, tags, scores = [], [], []
@@ -158,21 +159,21 @@ def _store_clip_predictions(cursor, recording_id, model_run_id, results, window_
     return len(clip_ids)
 
 
-def _replace_detections(cursor, recording_id, model_run_id, detections: list[Detection], tag_ids) -> int:
-    """Merged detections as SoundEvent + SoundEventPrediction (+ tag); a rerun replaces them.
+def _replace_detections(cursor, recording_id, model_run_id, job_id, detections: list[Detection], tag_ids) -> int:
+    """The job's merged detections as SoundEvent + SoundEventPrediction (+ tag); another attempt replaces them.
 
-    Sound events have no natural key, so the previous run's detections of this recording
-    and model run are deleted first; the advisory lock above makes that safe.
+    Sound events have no natural key, so a previous attempt's detections of this recording and
+    job are deleted first (their sound events with them); the advisory lock above makes that safe.
     """
     cursor.execute(
         "WITH doomed AS ("
         "  SELECT p.id, p.sound_event_id FROM echoroo_soundeventprediction p"
-        "  JOIN echoroo_soundevent e ON e.id = p.sound_event_id WHERE p.model_run_id = %s AND e.recording_id = %s),"
+        "  JOIN echoroo_soundevent e ON e.id = p.sound_event_id WHERE p.job_id = %s AND e.recording_id = %s),"
         " tags AS (DELETE FROM echoroo_soundeventpredictiontag"
         "          WHERE sound_event_prediction_id IN (SELECT id FROM doomed)),"
         " predictions AS (DELETE FROM echoroo_soundeventprediction WHERE id IN (SELECT id FROM doomed))"
         " DELETE FROM echoroo_soundevent WHERE id IN (SELECT sound_event_id FROM doomed)",
-        [model_run_id, recording_id],
+        [job_id, recording_id],
     )
     if not detections:
         return 0
@@ -188,9 +189,9 @@ def _replace_detections(cursor, recording_id, model_run_id, detections: list[Det
     event_ids = [event_id[u] for u in event_uuids]
     prediction_uuids = [uuid.uuid4() for _ in detections]
     cursor.execute(
-        "INSERT INTO echoroo_soundeventprediction (uuid, sound_event_id, model_run_id, created_at) "
-        "SELECT u, e, %s, now() FROM unnest(%s::uuid[], %s::bigint[]) AS t(u, e) RETURNING uuid, id",
-        [model_run_id, prediction_uuids, event_ids],
+        "INSERT INTO echoroo_soundeventprediction (uuid, sound_event_id, model_run_id, job_id, created_at) "
+        "SELECT u, e, %s, %s, now() FROM unnest(%s::uuid[], %s::bigint[]) AS t(u, e) RETURNING uuid, id",
+        [model_run_id, job_id, prediction_uuids, event_ids],
     )
     prediction_id = dict(cursor.fetchall())
     prediction_ids = [prediction_id[u] for u in prediction_uuids]

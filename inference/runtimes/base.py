@@ -40,14 +40,30 @@ class ModelRuntime(ABC):
     window_s: float
     embedding_dim: int
     labels: tuple[Label, ...]
+    # The factor on the logit that `predict` applies (BirdNET's sensitivity); 1 for every other model.
+    sensitivity: float = 1.0
 
     @property
     def window_samples(self) -> int:
         return round(self.sample_rate * self.window_s)
 
     @abstractmethod
+    def predict_logits(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Windows [B, window_samples] float32 -> (logits [B, n_labels] float32, embeddings [B, embedding_dim]).
+
+        The logits are the model's raw output: what is stored, and what every score is derived from.
+        """
+
     def predict(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Windows [B, window_samples] float32 -> (scores [B, n_labels] in [0, 1], embeddings [B, embedding_dim])."""
+        logits, embeddings = self.predict_logits(batch)
+        return self.scores(logits, self.sensitivity), embeddings
+
+    @staticmethod
+    def scores(logits: np.ndarray, sensitivity: float = 1.0) -> np.ndarray:
+        """The model's scores from its logits at a sensitivity (the factor on the logit), float32 in [0, 1]."""
+        logits = np.asarray(logits, dtype=np.float32)
+        return (0.5 * (1.0 + np.tanh(0.5 * np.float32(sensitivity) * logits))).astype(np.float32)
 
     def species_filter(self, lat: float, lon: float, week: int = -1, threshold: float = 0.03) -> frozenset[int] | None:
         """Indices of the labels likely at a place and week; None when the model has no range filter."""

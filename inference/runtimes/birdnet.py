@@ -98,7 +98,11 @@ class BirdNetRuntime(ModelRuntime):
             return Interpreter(model_path=str(model), num_threads=self.num_threads), embedding_index
         return Interpreter(model_content=model, num_threads=self.num_threads), embedding_index
 
-    def predict(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    @staticmethod
+    def scores(logits: np.ndarray, sensitivity: float = 1.0) -> np.ndarray:
+        return flat_sigmoid(np.asarray(logits, dtype=np.float32), sensitivity)
+
+    def predict_logits(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         batch = self._check_batch(batch)
         if len(batch) == 0:
             return np.zeros((0, len(self.labels)), np.float32), np.zeros((0, self.embedding_dim), np.float32)
@@ -109,9 +113,9 @@ class BirdNetRuntime(ModelRuntime):
                 self._batch_size = len(batch)
             self._interpreter.set_tensor(self._input_index, batch)
             self._interpreter.invoke()
-            logits = self._interpreter.get_tensor(self._scores_index)
+            logits = self._interpreter.get_tensor(self._scores_index)  # get_tensor copies
             embeddings = self._interpreter.get_tensor(self._embedding_index)
-        return flat_sigmoid(logits, self.sensitivity), embeddings
+        return logits, embeddings
 
     def species_probabilities(self, lat: float, lon: float, week: int = ALL_YEAR) -> np.ndarray:
         """The range model's value for every label at a place and week (1-48, or -1 for all year)."""

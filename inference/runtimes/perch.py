@@ -162,10 +162,10 @@ class PerchRuntime(ModelRuntime):
             raise PerchModelError(f"PERCH_MODEL={self.location} has no output {', '.join(missing)}: {DOWNLOAD_HELP}")
         return {name: value.numpy() for name, value in result.items()}
 
-    def predict(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def predict_logits(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         batch = self._check_batch(batch)
         if len(batch) == 0:
             return np.zeros((0, len(self.labels)), np.float32), np.zeros((0, self.embedding_dim), np.float32)
         result = self.outputs(batch)
-        scores = 0.5 * (1.0 + np.tanh(0.5 * result["label"]))  # the sigmoid, without overflow for large logits
-        return scores.astype(np.float32), result["embedding"].astype(np.float32)
+        # Scores are the sigmoid of these (ModelRuntime.scores, written with tanh: no overflow for large logits).
+        return result["label"].astype(np.float32), result["embedding"].astype(np.float32)

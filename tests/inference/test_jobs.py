@@ -8,7 +8,7 @@ from django.db.models import Count
 from echoroo.models import Clip, ClipPrediction, ClipPredictionTag, SoundEvent, SoundEventPrediction, Tag
 from embeddings.models import ClipEmbedding
 from inference import services
-from inference.config import ConfigError
+from inference.config import ConfigError, InferenceConfig
 from inference.models import InferenceJob, JobRecording
 from inference.runner import run_job_recording
 
@@ -223,7 +223,7 @@ def test_window_results_match_the_pipeline_directly(field_recording, audio_root)
     expected = {
         (d.start_s, runtime.labels[d.label_index].name): d.score
         for d in run_recording(
-            runtime, audio_root / field_recording.path, PipelineOptions(confidence_threshold=0.25)
+            runtime, audio_root / field_recording.path, PipelineOptions(InferenceConfig(confidence_threshold=0.25))
         ).window_detections()
     }
     stored = {

