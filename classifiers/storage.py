@@ -56,7 +56,7 @@ WITH scored AS (
     INSERT INTO echoroo_clipprediction (uuid, clip_id, model_run_id, created_at)
     SELECT gen_random_uuid(), clip_id, %(model_run_id)s, now() FROM scored
     -- An update that changes nothing, so that RETURNING names the rows already there too.
-    ON CONFLICT (clip_id, model_run_id) DO UPDATE SET model_run_id = EXCLUDED.model_run_id
+    ON CONFLICT (clip_id, model_run_id) WHERE job_id IS NULL DO UPDATE SET model_run_id = EXCLUDED.model_run_id
     RETURNING id, clip_id
 )
 INSERT INTO echoroo_clippredictiontag (clip_prediction_id, tag_id, score)
