@@ -5,8 +5,10 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
-from django.db import models
+from django.db import connection, models
 from django.db.models import F, Q
+from django.db.models.signals import pre_delete
+from django.dispatch import receiver
 
 from echoroo.jobs import JobLifecycle
 from echoroo.models import Dataset, ModelRun, Recording
@@ -104,3 +106,15 @@ class JobRecording(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job_id}/{self.recording_id}: {self.status}"
+
+
+@receiver(pre_delete, sender=InferenceJob)
+def delete_the_jobs_sound_events(sender, instance: InferenceJob, **kwargs) -> None:
+    """A job's merged detections are sound events made for it: they go with the job (its other rows
+    cascade from the job itself; the model's raw output and embeddings stay, they are the model run's)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "DELETE FROM echoroo_soundevent WHERE id IN "
+            "(SELECT sound_event_id FROM echoroo_soundeventprediction WHERE job_id = %s)",
+            [instance.pk],
+        )

@@ -5,7 +5,16 @@ import pytest
 from django.conf import settings
 from django.db.models import Count
 
-from echoroo.models import Clip, ClipPrediction, ClipPredictionTag, SoundEvent, SoundEventPrediction, Tag
+from echoroo.models import (
+    Clip,
+    ClipOutput,
+    ClipPrediction,
+    ClipPredictionTag,
+    RecordingOutput,
+    SoundEvent,
+    SoundEventPrediction,
+    Tag,
+)
 from embeddings.models import ClipEmbedding
 from inference import services
 from inference.config import ConfigError, InferenceConfig
@@ -23,6 +32,7 @@ def counts() -> dict[str, int]:
         "sound_events": SoundEvent.objects.count(),
         "detections": SoundEventPrediction.objects.count(),
         "embeddings": ClipEmbedding.objects.count(),
+        "raw_outputs": ClipOutput.objects.count(),
     }
 
 
@@ -47,6 +57,10 @@ def test_a_birdnet_job_stores_clips_predictions_detections_and_embeddings(field_
     dims = {len(e.embedding) for e in ClipEmbedding.objects.all()}
     assert dims == {1024}
     assert job.model_run.embedding_dimension == 1024 and job.model_run.name == "birdnet"
+    # The raw output: windows with a label above the floor, the whole recording marked as stored.
+    assert 0 < stored["raw_outputs"] <= 20
+    assert RecordingOutput.objects.get().windows == 20
+    assert set(ClipPrediction.objects.values_list("job", flat=True)) == {job.pk}
 
 
 def test_scores_respect_the_threshold(field_recording):
@@ -61,9 +75,19 @@ def test_rerunning_a_recording_adds_no_rows(field_recording):
     JobRecording.objects.filter(job=job).update(status=JobRecording.Status.PENDING)
     assert run_job_recording(job.id, field_recording.id) == JobRecording.Status.DONE
     assert counts() == before
+
+
+def test_a_second_job_adds_its_own_detections_and_no_model_output(field_recording):
+    first = run(field_recording)
+    before = counts()
     second = run(field_recording)
-    assert second.model_run_id == job.model_run_id
-    assert counts() == before
+    assert second.model_run_id == first.model_run_id
+    after = counts()
+    # The same settings select the same detections, as the second job's own rows.
+    for kind in ("predictions", "prediction_tags", "detections", "sound_events"):
+        assert after[kind] == 2 * before[kind]
+    for kind in ("clips", "embeddings", "raw_outputs"):
+        assert after[kind] == before[kind]
 
 
 def test_a_task_delivered_twice_does_its_work_once(field_recording):
@@ -85,8 +109,9 @@ def test_overlapping_windows_merge_into_detections(field_recording):
 def test_store_options_are_honoured(field_recording):
     run(field_recording, store_embeddings=False)
     assert ClipEmbedding.objects.count() == 0 and ClipPrediction.objects.count() > 0
-    # Only windows with a detection became clips.
-    assert Clip.objects.count() == ClipPrediction.objects.count()
+    # Every window is a clip: the model's raw output is kept per window.
+    assert Clip.objects.count() == 20
+    assert not RecordingOutput.objects.get().embeddings
 
 
 def test_embeddings_without_predictions(field_recording):
@@ -245,16 +270,19 @@ def test_a_perch_job_needs_perch_model_set(field_recording, settings):
     assert "PERCH_MODEL is not set" in error.value.errors["model_name"]
 
 
-def test_a_rerun_at_a_higher_threshold_leaves_no_stale_scores(field_recording):
-    run(field_recording, confidence_threshold=0.25)
-    low = ClipPredictionTag.objects.count()
-    kept = set(ClipPrediction.objects.filter(tags__score__gte=0.6).values_list("uuid", flat=True))
-    run(field_recording, confidence_threshold=0.6)
-    assert 0 < ClipPredictionTag.objects.count() < low
-    assert ClipPredictionTag.objects.filter(score__lt=0.6).count() == 0
-    assert ClipPredictionTag.objects.count() == SoundEventPrediction.objects.count()
-    # Predictions of clips that still have detections keep their uuid.
-    assert kept == set(ClipPrediction.objects.values_list("uuid", flat=True))
+def test_a_job_at_a_higher_threshold_leaves_the_first_jobs_scores_alone(field_recording):
+    first = run(field_recording, confidence_threshold=0.25)
+    low = list(ClipPredictionTag.objects.order_by("pk").values_list("pk", "score"))
+    second = run(field_recording, confidence_threshold=0.6)
+    assert (
+        list(ClipPredictionTag.objects.filter(clip_prediction__job=first).order_by("pk").values_list("pk", "score"))
+        == low
+    )
+    high = ClipPredictionTag.objects.filter(clip_prediction__job=second)
+    assert 0 < high.count() < len(low)
+    assert high.filter(score__lt=0.6).count() == 0
+    assert high.count() == SoundEventPrediction.objects.filter(job=second).count()
+    assert second.job_recordings.get().reused
 
 
 def test_short_recordings_share_a_task(field_dataset, settings, django_capture_on_commit_callbacks):
@@ -269,3 +297,12 @@ def test_short_recordings_share_a_task(field_dataset, settings, django_capture_o
     with django_capture_on_commit_callbacks(execute=True):
         services.start_job(job)
     assert OrmQ.objects.count() == 1, "70 s of audio is one task"
+
+
+def test_deleting_a_job_deletes_its_detections_not_the_raw_output(field_recording):
+    first = run(field_recording)
+    before = counts()
+    second = run(field_recording, confidence_threshold=0.5)
+    second.delete()
+    assert counts() == before
+    assert ClipPrediction.objects.filter(job=first).count() == before["predictions"]
