@@ -13,6 +13,7 @@ jobs found. So:
 - predictions no job wrote are kept as raw output only.
 """
 
+import json
 import math
 
 from django.db import migrations
@@ -34,7 +35,9 @@ def forward(apps, schema_editor) -> None:
     Recording = apps.get_model("echoroo", "Recording")
     ModelRun = apps.get_model("echoroo", "ModelRun")
     with schema_editor.connection.cursor() as cursor:
-        cursor.execute("SELECT EXISTS (SELECT 1 FROM echoroo_clipprediction) OR EXISTS (SELECT 1 FROM echoroo_soundeventprediction)")
+        cursor.execute(
+            "SELECT EXISTS (SELECT 1 FROM echoroo_clipprediction) OR EXISTS (SELECT 1 FROM echoroo_soundeventprediction)"
+        )
         if not cursor.fetchone()[0]:
             return
         cursor.execute(f"CREATE TEMP TABLE writer ON COMMIT DROP AS {WRITERS}")
@@ -45,6 +48,7 @@ def forward(apps, schema_editor) -> None:
         )
         cursor.execute("SELECT recording_id, model_run_id, config FROM writer")
         for recording_id, model_run_id, config in cursor.fetchall():
+            config = json.loads(config) if isinstance(config, str) else config  # Django's cursor leaves jsonb as text
             recording = Recording.objects.select_related("site", "dataset").get(pk=recording_id)
             places = (config, recording, recording.site, recording.dataset)
             located = any(
@@ -102,8 +106,10 @@ def forward(apps, schema_editor) -> None:
             " WHERE p.sound_event_id = e.id AND p.job_id IS NULL"
         )
         # Stored recordings: where the writer kept every label down to its threshold.
-        cursor.execute("SELECT recording_id, model_run_id, sensitivity, threshold, overlap, embeddings FROM writer"
-                       " WHERE NOT restricted")
+        cursor.execute(
+            "SELECT recording_id, model_run_id, sensitivity, threshold, overlap, embeddings FROM writer"
+            " WHERE NOT restricted"
+        )
         for recording_id, model_run_id, sensitivity, threshold, overlap, embeddings in cursor.fetchall():
             recording = Recording.objects.get(pk=recording_id)
             run = ModelRun.objects.get(pk=model_run_id)
@@ -137,7 +143,8 @@ class Migration(migrations.Migration):
     dependencies = [("echoroo", "0005_job_detections_and_raw_output"), ("embeddings", "0002_drop_redundant_fk_indexes")]
 
     operations = [
-        migrations.RunPython(forward, migrations.RunPython.noop),
-        # The new foreign keys (a job's detections, raw output) cascade in PostgreSQL too.
+        # The new foreign keys (a job's detections, raw output) cascade in PostgreSQL too; before the
+        # rows change, as PostgreSQL alters no table with pending foreign-key checks.
         migrations.RunPython(write_rules_into_database, migrations.RunPython.noop),
+        migrations.RunPython(forward, migrations.RunPython.noop),
     ]
