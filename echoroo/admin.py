@@ -334,6 +334,30 @@ class SoundEventAdmin(BigTableAdmin):
 
 # --- Predictions and annotations ----------------------------------------------------------
 
+# The job filter lists this many jobs, newest first; the job's admin page links to any job's rows.
+JOB_FILTER_CHOICES = 50
+
+
+class JobListFilter(admin.RelatedFieldListFilter):
+    """The newest jobs, named by model and target in one query (the plain filter reads each job's target
+    separately), and "no job": a classifier run's scores."""
+
+    def __init__(self, field, request, params, model, model_admin, field_path):
+        super().__init__(field, request, params, model, model_admin, field_path)
+        self.empty_value_display = "no job (a classifier's scores)"
+
+    def field_choices(self, field, request, model_admin):
+        jobs = field.related_model.objects.select_related("model_run", "dataset", "recording")
+        return [(job.pk, f"{job.pk}: {job}") for job in jobs.order_by("-created_at", "-pk")[:JOB_FILTER_CHOICES]]
+
+
+def link_to_job(prediction: ClipPrediction | SoundEventPrediction) -> str:
+    """The job whose detection this is, linked by id (no query per row); a classifier's score has none."""
+    if prediction.job_id is None:
+        return "-"
+    url = reverse("admin:inference_inferencejob_change", args=[prediction.job_id])
+    return format_html('<a href="{}">job {}</a>', url, prediction.job_id)
+
 
 class ClipPredictionTagInline(admin.TabularInline):
     model = ClipPredictionTag
@@ -343,18 +367,22 @@ class ClipPredictionTagInline(admin.TabularInline):
 
 @admin.register(ClipPrediction)
 class ClipPredictionAdmin(BigTableAdmin):
-    list_display = ("id", "clip", "model_run", "top_tags", "created_at")
-    list_filter = ("model_run", "clip__recording__dataset")
+    list_display = ("id", "clip", "model_run", "job_link", "top_tags", "created_at")
+    list_filter = ("model_run", ("job", JobListFilter), "clip__recording__dataset")
     list_select_related = ("clip", "model_run")
     search_fields = ("^clip__recording__path",)
     search_help_text = "A recording's path prefix, or a prediction's UUID."
-    raw_id_fields = ("clip",)
+    raw_id_fields = ("clip", "job")
     autocomplete_fields = ("model_run",)
     readonly_fields = ("uuid", "created_at")
     inlines = (ClipPredictionTagInline,)
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related(top_tags_prefetch(ClipPredictionTag))
+
+    @admin.display(description="job")
+    def job_link(self, prediction: ClipPrediction) -> str:
+        return link_to_job(prediction)
 
     @admin.display(description=f"top {TOP_TAGS} tags")
     def top_tags(self, prediction: ClipPrediction) -> str:
@@ -369,18 +397,22 @@ class SoundEventPredictionTagInline(admin.TabularInline):
 
 @admin.register(SoundEventPrediction)
 class SoundEventPredictionAdmin(BigTableAdmin):
-    list_display = ("id", "sound_event", "model_run", "top_tags", "created_at")
-    list_filter = ("model_run", "sound_event__recording__dataset")
+    list_display = ("id", "sound_event", "model_run", "job_link", "top_tags", "created_at")
+    list_filter = ("model_run", ("job", JobListFilter), "sound_event__recording__dataset")
     list_select_related = ("sound_event", "model_run")
     search_fields = ("^sound_event__recording__path",)
     search_help_text = "A recording's path prefix, or a prediction's UUID."
-    raw_id_fields = ("sound_event",)
+    raw_id_fields = ("sound_event", "job")
     autocomplete_fields = ("model_run",)
     readonly_fields = ("uuid", "created_at")
     inlines = (SoundEventPredictionTagInline,)
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related(top_tags_prefetch(SoundEventPredictionTag))
+
+    @admin.display(description="job")
+    def job_link(self, prediction: SoundEventPrediction) -> str:
+        return link_to_job(prediction)
 
     @admin.display(description=f"top {TOP_TAGS} tags")
     def top_tags(self, prediction: SoundEventPrediction) -> str:

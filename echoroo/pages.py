@@ -12,12 +12,14 @@ from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery, Sum
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from echoroo.media import RECORDING_PX_PER_S
-from echoroo.models import SPECIES, ClipPredictionTag, Dataset, ModelRun, Recording
+from echoroo.models import ClipPredictionTag, Dataset, Recording
 from echoroo.spectrogram import SpectrogramParams
 from inference.models import InferenceJob
+from inference.queries import job_predictions, recording_jobs
 
 # The recording page shows this much of the spectrogram at a time; prev/next step by it.
 VIEW_S = 60.0
@@ -28,6 +30,8 @@ MAX_LANES = 8
 # Labels written in one box (vertically, side by side); the rest are counted, and in the table.
 LABELS_PER_BOX = 4
 RECENT_JOBS = 10
+# The recording page's job picker lists this many jobs of the recording, newest first; ?job= reaches any other.
+JOB_CHOICES = 50
 
 
 # Pages need a logged-in user: anyone else goes to the login page (settings.LOGIN_URL) and comes back.
@@ -100,27 +104,27 @@ def home(request: HttpRequest) -> HttpResponse:
 # --- The recording page -------------------------------------------------------------------------
 
 
-def detection_rows(recording: Recording) -> QuerySet:
-    """Every species score of every clip of the recording, as plain rows: one query, however many."""
-    return (
-        ClipPredictionTag.objects.filter(clip_prediction__clip__recording=recording, tag__key=SPECIES)
-        .values(
-            "score",
-            species=F("tag__value"),
-            clip_uuid=F("clip_prediction__clip__uuid"),
-            start_time=F("clip_prediction__clip__start_time"),
-            end_time=F("clip_prediction__clip__end_time"),
-            model_run_uuid=F("clip_prediction__model_run__uuid"),
-            model_name=F("clip_prediction__model_run__name"),
-            model_version=F("clip_prediction__model_run__version"),
-        )
-        .order_by("start_time", "-score", "species")
-    )
+def recording_scores(job: InferenceJob | None, recording: Recording) -> QuerySet:
+    """The job's species scores on the recording's clips (none without a job; never a classifier's scores)."""
+    if job is None:
+        return ClipPredictionTag.objects.none()
+    return job_predictions(job).filter(clip_prediction__clip__recording=recording)
+
+
+def detection_rows(scores: QuerySet) -> QuerySet:
+    """Species scores as the plain rows the boxes and the table show: one query, however many."""
+    return scores.values(
+        "score",
+        species=F("tag__value"),
+        clip_uuid=F("clip_prediction__clip__uuid"),
+        start_time=F("clip_prediction__clip__start_time"),
+        end_time=F("clip_prediction__clip__end_time"),
+    ).order_by("start_time", "-score", "species")
 
 
 def detection_filters(request: HttpRequest) -> tuple[dict, Q]:
-    """The table's filters as given (to show in the form and keep in links) and as a Q."""
-    given = {name: request.GET.get(name, "").strip() for name in ("species", "min_score", "model")}
+    """The table's filters as given (to show in the form and keep in links) and as a Q; ?job= is pick_job's."""
+    given = {name: request.GET.get(name, "").strip() for name in ("job", "species", "min_score")}
     condition = Q()
     if given["species"]:
         condition &= Q(tag__value=given["species"])
@@ -130,12 +134,42 @@ def detection_filters(request: HttpRequest) -> tuple[dict, Q]:
         min_score, given["min_score"] = None, ""
     if min_score is not None and math.isfinite(min_score):
         condition &= Q(score__gte=min_score)
-    if given["model"]:
-        try:
-            condition &= Q(clip_prediction__model_run__uuid=uuid.UUID(given["model"]))
-        except ValueError:
-            given["model"] = ""
     return given, condition
+
+
+def job_label(job: InferenceJob) -> str:
+    """How the job picker names a job: model, when it was created, and the settings that decide what it found."""
+    settings = job.settings
+    label = f"{job.model_run.name} {job.model_run.version} · {timezone.localtime(job.created_at):%Y-%m-%d %H:%M}"
+    label += f" · threshold {settings.confidence_threshold:g}"
+    if settings.sensitivity != 1.0:
+        label += f", sensitivity {settings.sensitivity:g}"
+    if settings.custom_species_list:
+        label += f", {len(settings.custom_species_list)} species listed"
+    return label
+
+
+def pick_job(recording: Recording, wanted: str) -> tuple[InferenceJob | None, list[InferenceJob], bool]:
+    """The job whose detections the page shows, the jobs to pick from, and whether ?job= named none of them.
+
+    Each job's detections are its own (its threshold, its species list), so the page shows one job's
+    at a time: the one asked for, else the newest that finished this recording.
+    """
+    jobs = list(recording_jobs(recording)[:JOB_CHOICES])
+    if not wanted:
+        return (jobs[0] if jobs else None), jobs, False
+    try:
+        wanted_uuid = uuid.UUID(wanted)
+    except ValueError:
+        return (jobs[0] if jobs else None), jobs, True
+    job = next((job for job in jobs if job.uuid == wanted_uuid), None)
+    if job is None:
+        # An older job than the picker lists is still shown when asked for by name.
+        job = recording_jobs(recording).filter(uuid=wanted_uuid).first()
+        if job is None:
+            return (jobs[0] if jobs else None), jobs, True
+        jobs.append(job)
+    return job, jobs, False
 
 
 def view_start(request: HttpRequest, duration_s: float) -> float:
@@ -192,8 +226,8 @@ def boxes(rows: list[dict], view_from: float, view_to: float) -> list[dict]:
     return drawn
 
 
-def decorate(row: dict) -> dict:
-    """Names and links the templates show for one detection row."""
+def decorate(row: dict, job: InferenceJob) -> dict:
+    """Names and links the templates show for one detection row of the job."""
     common, scientific = species_names(row["species"])
     return {
         **row,
@@ -202,7 +236,7 @@ def decorate(row: dict) -> dict:
         "clock": clock(row["start_time"]),
         "end_clock": clock(row["end_time"]),
         "audio_url": reverse("clip-audio", args=[row["clip_uuid"]]),
-        "similar_url": reverse("search") + "?" + urlencode({"clip": row["clip_uuid"], "model": row["model_run_uuid"]}),
+        "similar_url": reverse("search") + "?" + urlencode({"clip": row["clip_uuid"], "model": job.model_run.uuid}),
     }
 
 
@@ -215,22 +249,22 @@ def recording_page(request: HttpRequest, recording_uuid) -> HttpResponse:
     view_from = view_start(request, duration)
     view_to = min(view_from + VIEW_S, duration)
     given, condition = detection_filters(request)
-    rows = detection_rows(recording).filter(condition)
+    job, jobs, unknown_job = pick_job(recording, given["job"])
+    for choice in jobs:
+        choice.label = job_label(choice)
+    # Links (other minutes, pages, the table's times) stay on the job shown, even once a newer job follows.
+    given["job"] = str(job.uuid) if job else ""
+    scores = recording_scores(job, recording)
+    rows = detection_rows(scores.filter(condition))
 
     overlapping = Q(clip_prediction__clip__start_time__lt=view_to, clip_prediction__clip__end_time__gt=view_from)
-    in_view = [decorate(row) for row in rows.filter(overlapping)[:MAX_BOXES]]
+    in_view = [decorate(row, job) for row in rows.filter(overlapping)[:MAX_BOXES]]
     page = Paginator(rows, DETECTIONS_PER_PAGE).get_page(request.GET.get("page"))
-    page.object_list = [decorate(row) for row in page.object_list]
+    page.object_list = [decorate(row, job) for row in page.object_list]
 
-    # The filter form's choices: the species and model runs found on this recording.
-    found = (
-        ClipPredictionTag.objects.filter(clip_prediction__clip__recording=recording, tag__key=SPECIES)
-        .values("tag__value")
-        .annotate(count=Count("id"))
-        .order_by("tag__value")
-    )
+    # The species filter's choices: what the job found on this recording.
+    found = scores.values("tag__value").annotate(count=Count("id")).order_by("tag__value")
     species_choices = [(row["tag__value"], f"{species_names(row['tag__value'])[0]} ({row['count']})") for row in found]
-    model_runs = ModelRun.objects.filter(clip_predictions__clip__recording=recording).distinct().order_by("name")
 
     filters = {name: value for name, value in given.items() if value}
     step = {"prev": view_from - VIEW_S if view_from > 0 else None, "next": view_to if view_to < duration else None}
@@ -258,7 +292,9 @@ def recording_page(request: HttpRequest, recording_uuid) -> HttpResponse:
         "filter_query": urlencode({"t": f"{view_from:g}", **filters}),
         "table_query": urlencode(filters),
         "species_choices": species_choices,
-        "model_runs": model_runs,
+        "job": job,
+        "jobs": jobs,
+        "unknown_job": unknown_job,
         "highlight": request.GET.get("clip", ""),
         "ticks": [
             {"left_pct": f"{100 * (t - view_from) / (view_to - view_from):.3f}", "label": clock(t).removesuffix(".0")}

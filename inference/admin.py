@@ -14,8 +14,8 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from echoroo.admin import BigTableAdmin, DatasetAdmin, RecordingAdmin
-from echoroo.models import Dataset, Recording
+from echoroo.admin import BigTableAdmin, DatasetAdmin, RecordingAdmin, changelist_link
+from echoroo.models import ClipPrediction, Dataset, Recording, SoundEventPrediction
 from inference import services
 from inference.config import FIELD_NAMES, ConfigError
 from inference.forms import InferenceJobForm
@@ -210,6 +210,7 @@ def recording_states(job: InferenceJob) -> dict:
         "recording_rows_are_all": total <= RECORDING_ROWS,
         "recording_browse_url": browse,
         "failed_total": counts.get(JobRecording.Status.FAILED, 0),
+        "reused_total": sum(state["reused"] for state in states),
     }
 
 
@@ -234,7 +235,21 @@ class InferenceJobAdmin(BigTableAdmin):
     search_help_text = "A job's UUID, or part of its dataset's name."
     actions = ("start_jobs", "cancel_jobs", "retry_failed_jobs")
     fieldsets = (
-        (None, {"fields": ("uuid", "model_run", "target", "status_label", "progress_bar", "clips", "error_message")}),
+        (
+            None,
+            {
+                "fields": (
+                    "uuid",
+                    "model_run",
+                    "target",
+                    "status_label",
+                    "progress_bar",
+                    "clips",
+                    "detections",
+                    "error_message",
+                )
+            },
+        ),
         ("Times", {"fields": ("created_by", "created_at", "started_at", "completed_at", "duration")}),
         ("Settings", {"fields": ("config_json",)}),
     )
@@ -269,6 +284,13 @@ class InferenceJobAdmin(BigTableAdmin):
     @admin.display(description="clips processed / total")
     def clips(self, job: InferenceJob) -> str:
         return clip_figures(job.processed_clips, job.total_clips)
+
+    @admin.display(description="detections")
+    def detections(self, job: InferenceJob) -> str:
+        """This job's own rows (its windows and its merged detections), not its model run's on the same recordings."""
+        windows = changelist_link(ClipPrediction, "window detections", job__id__exact=job.pk)
+        merged = changelist_link(SoundEventPrediction, "merged detections", job__id__exact=job.pk)
+        return format_html("{} · {}", windows, merged)
 
     @admin.display(description="duration")
     def duration(self, job: InferenceJob) -> str:
@@ -332,8 +354,17 @@ def plural_jobs(n: int) -> str:
 class JobRecordingAdmin(BigTableAdmin):
     """Read-only pages through a job's recordings, linked from the job page (filtered to the job)."""
 
-    list_display = ("recording", "job_link", "status_label", "clips", "attempts", "error_message", "finished_at")
-    list_filter = ("status",)
+    list_display = (
+        "recording",
+        "job_link",
+        "status_label",
+        "clips",
+        "reused",
+        "attempts",
+        "error_message",
+        "finished_at",
+    )
+    list_filter = ("status", "reused")
     list_select_related = ("recording",)
     search_fields = ("^recording__path",)
     search_help_text = "A recording's path prefix."

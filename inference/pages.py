@@ -36,7 +36,7 @@ from echoroo.pages import (
 from inference import services
 from inference.config import ConfigError
 from inference.forms import InferenceJobForm
-from inference.models import InferenceJob
+from inference.models import InferenceJob, JobRecording
 from inference.queries import best_clips, recording_counts, shown_job_recordings, species_summary, within_time_limit
 
 JOBS_PER_PAGE = 50
@@ -111,7 +111,8 @@ def job_page(request: HttpRequest, job_uuid) -> HttpResponse:
     total = sum(state["recordings"] for state in states)
     rows = shown_job_recordings(job, total, RECORDING_ROWS)
     for row in rows:
-        row.url = recording_url(row.recording.uuid)
+        # A recording the job finished opens on this job's detections; any other on its newest job's.
+        row.url = recording_url(row.recording.uuid, job=job.uuid if row.status == JobRecording.Status.DONE else None)
 
     def found() -> list[dict]:
         summary = list(species_summary(job, TOP_SPECIES))
@@ -121,7 +122,9 @@ def job_page(request: HttpRequest, job_uuid) -> HttpResponse:
             row["best"] = [
                 {
                     **clip,
-                    "url": recording_url(clip["recording_uuid"], clip["start_time"], clip=clip["clip_uuid"]),
+                    "url": recording_url(
+                        clip["recording_uuid"], clip["start_time"], clip=clip["clip_uuid"], job=job.uuid
+                    ),
                     # One recording: its times are enough; a dataset: the file's name too.
                     "label": clock(clip["start_time"])
                     if job.recording_id
@@ -137,6 +140,7 @@ def job_page(request: HttpRequest, job_uuid) -> HttpResponse:
         "job_progress": progress(job),
         "recording_states": states,
         "recording_total": total,
+        "reused_total": sum(state["reused"] for state in states),
         "recording_rows": rows,
         "recording_rows_are_all": total <= RECORDING_ROWS,
         "species": within_time_limit(found, SPECIES_TIME_LIMIT_MS),

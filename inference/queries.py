@@ -6,10 +6,10 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from django.db import OperationalError, connection, transaction
-from django.db.models import Count, F, Max, QuerySet, Sum, Window
+from django.db.models import Count, F, Max, Q, QuerySet, Sum, Window
 from django.db.models.functions import RowNumber
 
-from echoroo.models import SPECIES, ClipPredictionTag
+from echoroo.models import SPECIES, ClipPredictionTag, Recording
 from inference.models import InferenceJob, JobRecording
 
 TOP_SPECIES = 20
@@ -19,7 +19,7 @@ T = TypeVar("T")
 
 
 def species_summary(job: InferenceJob, limit: int = TOP_SPECIES) -> QuerySet:
-    """The species the job's model run found on the job's recordings: clip predictions and best score, most first."""
+    """The species this job detected: its clip predictions of each and the best score, most first."""
     return (
         job_predictions(job)
         .values("tag__value")
@@ -29,12 +29,10 @@ def species_summary(job: InferenceJob, limit: int = TOP_SPECIES) -> QuerySet:
 
 
 def job_predictions(job: InferenceJob) -> QuerySet:
-    """Species scores of the job's model run on the job's recordings (whichever job of that run wrote them)."""
-    return ClipPredictionTag.objects.filter(
-        tag__key=SPECIES,
-        clip_prediction__model_run_id=job.model_run_id,
-        clip_prediction__clip__recording_id__in=JobRecording.objects.filter(job=job).values("recording_id"),
-    )
+    """The species scores of this job's window detections, and of no other job's (nor a classifier's scores)."""
+    # Other jobs of the same model run on the same recordings have their own rows, with their own
+    # thresholds and sensitivities: reading by model run and recording would mix them in.
+    return ClipPredictionTag.objects.filter(tag__key=SPECIES, clip_prediction__job=job)
 
 
 def best_clips(job: InferenceJob, species: list[str], per_species: int = BEST_CLIPS_PER_SPECIES) -> dict[str, list]:
@@ -76,14 +74,30 @@ def within_time_limit(query: Callable[[], T], limit_ms: int) -> T | None:
 
 
 def recording_counts(job: InferenceJob) -> list[dict]:
-    """The job's recordings by status, in the order of JobRecording.Status: recordings, clips processed and total."""
+    """The job's recordings by status, in the order of JobRecording.Status: recordings, clips processed and total,
+    and how many of them were read from stored model output (reused) instead of running the model."""
     order = list(JobRecording.Status.values)
     return sorted(
         JobRecording.objects.filter(job=job)
         .order_by()
         .values("status")
-        .annotate(recordings=Count("id"), processed=Sum("processed_clips"), total=Sum("total_clips")),
+        .annotate(
+            recordings=Count("id"),
+            processed=Sum("processed_clips"),
+            total=Sum("total_clips"),
+            reused=Count("id", filter=Q(reused=True)),
+        ),
         key=lambda state: order.index(state["status"]),
+    )
+
+
+def recording_jobs(recording: Recording) -> QuerySet:
+    """The jobs that finished this recording (whether or not they finished the rest), newest first."""
+    done = JobRecording.objects.filter(recording=recording, status=JobRecording.Status.DONE)
+    return (
+        InferenceJob.objects.filter(pk__in=done.values("job_id"))
+        .select_related("model_run")
+        .order_by("-created_at", "-pk")
     )
 
 

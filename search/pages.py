@@ -110,10 +110,14 @@ def clip_card(clip: Clip, similarity: float | None = None, species: str = "", sc
 
 
 def best_species(clip_ids: list[int], model_run: ModelRun) -> dict[int, tuple[str, float]]:
-    """Each clip's highest-scored species in the model run, if it has one (one query)."""
+    """Each clip's highest-scored species any job of the model run detected, if one did (one query)."""
+    # Only jobs' detections: a classifier run's rows (no job) score its own labels, which are not species.
     rows = (
         ClipPredictionTag.objects.filter(
-            clip_prediction__clip_id__in=clip_ids, clip_prediction__model_run=model_run, tag__key=SPECIES
+            clip_prediction__clip_id__in=clip_ids,
+            clip_prediction__model_run=model_run,
+            clip_prediction__job__isnull=False,
+            tag__key=SPECIES,
         )
         .order_by("clip_prediction__clip_id", "-score")
         .distinct("clip_prediction__clip_id")

@@ -8,7 +8,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from echoroo.admin import EXACT_COUNT_LIMIT, EstimatedCountPaginator
+from echoroo.admin import EXACT_COUNT_LIMIT, JOB_FILTER_CHOICES, EstimatedCountPaginator
 from echoroo.models import (
     Clip,
     ClipAnnotation,
@@ -24,6 +24,7 @@ from echoroo.models import (
     SoundEventPredictionTag,
     Tag,
 )
+from inference.models import InferenceJob
 
 pytestmark = pytest.mark.django_db
 
@@ -98,16 +99,17 @@ def world(admin_user):
     blackbird = Tag.objects.create(key="species", value="Turdus merula_Eurasian Blackbird")
     wren = Tag.objects.create(key="species", value="Troglodytes troglodytes_Eurasian Wren")
     run = ModelRun.objects.create(name="birdnet", version="2.4", embedding_dimension=1024, segment_duration=3.0)
-    prediction = ClipPrediction.objects.create(clip=clip, model_run=run)
+    job = InferenceJob.objects.create(model_run=run, recording=recording, status=InferenceJob.Status.COMPLETED)
+    prediction = ClipPrediction.objects.create(clip=clip, model_run=run, job=job)
     ClipPredictionTag.objects.create(clip_prediction=prediction, tag=blackbird, score=0.9)
     ClipPredictionTag.objects.create(clip_prediction=prediction, tag=wren, score=0.4)
-    event_prediction = SoundEventPrediction.objects.create(sound_event=event, model_run=run)
+    event_prediction = SoundEventPrediction.objects.create(sound_event=event, model_run=run, job=job)
     SoundEventPredictionTag.objects.create(sound_event_prediction=event_prediction, tag=wren, score=0.7)
     annotation = ClipAnnotation.objects.create(clip=clip, created_by=admin_user, notes="two birds overlapping")
     ClipAnnotationTag.objects.create(clip_annotation=annotation, tag=blackbird, created_by=admin_user)
     return SimpleNamespace(
         dataset=dataset, site=site, recording=recording, clip=clip, event=event, blackbird=blackbird, wren=wren,
-        run=run, prediction=prediction, annotation=annotation,
+        run=run, job=job, prediction=prediction, event_prediction=event_prediction, annotation=annotation,
     )  # fmt: skip
 
 
@@ -275,6 +277,49 @@ def test_a_recordings_page_links_to_its_clips_instead_of_listing_them(admin_clie
 def test_the_prediction_list_shows_the_best_tags_first(admin_client, world):
     page = admin_client.get(url(ClipPrediction, "changelist")).content.decode()
     assert "Turdus merula_Eurasian Blackbird (0.90), Troglodytes troglodytes_Eurasian Wren (0.40)" in page
+
+
+def test_the_prediction_lists_link_each_row_to_its_job_and_filter_by_job(admin_client, world):
+    other_job = InferenceJob.objects.create(model_run=world.run, recording=world.recording, status="completed")
+    other_clip = add_clips(world.recording, 1, first=5)[0]
+    other = ClipPrediction.objects.create(clip=other_clip, model_run=world.run, job=other_job)
+    classifier = ModelRun.objects.create(name="Robin song", version="v1", kind="classifier", source=world.run)
+    score = ClipPrediction.objects.create(clip=world.clip, model_run=classifier)
+    job_page = reverse("admin:inference_inferencejob_change", args=[world.job.pk])
+    page = admin_client.get(url(ClipPrediction, "changelist")).content.decode()
+    assert f'<a href="{job_page}">job {world.job.pk}</a>' in page
+    assert "no job (a classifier&#x27;s scores)" in page
+    for lookup, expected in (
+        ({"job__id__exact": world.job.pk}, [world.prediction]),
+        ({"job__id__exact": other_job.pk}, [other]),
+        ({"job__isnull": "True"}, [score]),
+    ):
+        response = admin_client.get(url(ClipPrediction, "changelist"), lookup)
+        assert list(response.context["cl"].result_list) == expected, lookup
+    response = admin_client.get(url(SoundEventPrediction, "changelist"), {"job__id__exact": world.job.pk})
+    assert list(response.context["cl"].result_list) == [world.event_prediction]
+    assert (
+        not admin_client.get(url(SoundEventPrediction, "changelist"), {"job__id__exact": other_job.pk})
+        .context["cl"]
+        .result_list
+    )
+
+
+@pytest.mark.parametrize("model", [ClipPrediction, SoundEventPrediction], ids=lambda model: model.__name__)
+def test_more_jobs_to_filter_by_cost_no_more_queries(admin_client, world, model):
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as context:
+            assert admin_client.get(url(model, "changelist")).status_code == 200
+        return len(context.captured_queries)
+
+    few = queries()
+    InferenceJob.objects.bulk_create(
+        InferenceJob(model_run=world.run, dataset=world.dataset) for _ in range(JOB_FILTER_CHOICES + 5)
+    )
+    InferenceJob.objects.bulk_create(InferenceJob(model_run=world.run, recording=world.recording) for _ in range(5))
+    assert queries() == few
+    html = admin_client.get(url(model, "changelist")).content.decode()
+    assert html.count("?job__id__exact=") == JOB_FILTER_CHOICES
 
 
 def test_datasets_list_their_recordings_and_hours(admin_client, world):

@@ -8,15 +8,18 @@ from django.contrib.messages import get_messages
 from django.urls import reverse
 from django_q.models import OrmQ
 
-from echoroo.models import Dataset, Recording
+from echoroo.models import ClipPrediction, Dataset, ModelRun, Recording, SoundEventPrediction
 from inference import admin as inference_admin
 from inference import services
 from inference.forms import InferenceJobForm
 from inference.models import InferenceJob, JobRecording
+from tests.pages.detections import classifier_scores, job_with_detections
 
 pytestmark = pytest.mark.django_db
 
 SHA = "cd" * 32
+ROBIN = "Turdus migratorius_American Robin"
+WREN = "Troglodytes aedon_House Wren"
 
 
 def changelist(model) -> str:
@@ -305,6 +308,35 @@ def test_a_job_run_to_the_end_shows_completed_100_percent_and_its_top_species(
     assert top and top[0]["predictions"] >= top[-1]["predictions"] and 0.25 <= top[0]["max_score"] <= 1
     assert f"<tr><td>{top[0]['tag__value']}</td><td>{top[0]['predictions']}</td>" in content
     assert any(row["tag__value"] == "Hylocichla mustelina_Wood Thrush" for row in top)
+
+
+def test_the_job_page_sums_up_and_links_to_only_its_own_detections(admin_client, field_recording):
+    run = ModelRun.objects.create(name="birdnet", version="2.4", segment_duration=3.0)
+    older = job_with_detections(run, {field_recording: {0.0: {ROBIN: 0.9}, 3.0: {WREN: 0.4}}}, age_s=60)
+    newer = job_with_detections(run, {field_recording: {0.0: {ROBIN: 0.8}}})
+    classifier_scores(run, field_recording, {0.0: {"Robin song": 0.99}})
+    for job, expected in ((older, {ROBIN: 0.9, WREN: 0.4}), (newer, {ROBIN: 0.8})):
+        response = admin_client.get(change_page(job))
+        top = response.context["top_species"]
+        assert {row["tag__value"]: (row["predictions"], row["max_score"]) for row in top} == {
+            species: (1, score) for species, score in expected.items()
+        }
+        content = response.content.decode()
+        rows = f"{changelist(ClipPrediction)}?job__id__exact={job.pk}"
+        assert f'<a href="{rows}">{len(expected)} window detections</a>' in content
+        assert f"{changelist(SoundEventPrediction)}?job__id__exact={job.pk}" in content
+        listed = admin_client.get(changelist(ClipPrediction), {"job__id__exact": job.pk}).context["cl"].result_list
+        assert {prediction.job_id for prediction in listed} == {job.pk} and len(listed) == len(expected)
+
+
+def test_the_job_page_says_how_many_recordings_came_from_stored_model_output(admin_client, field_dataset):
+    run = ModelRun.objects.create(name="birdnet", version="2.4", segment_duration=3.0)
+    first, second = field_dataset.recordings.order_by("path")
+    job = job_with_detections(run, {first: {0.0: {ROBIN: 0.9}}, second: {}}, dataset=field_dataset, reused=(first,))
+    content = admin_client.get(change_page(job)).content.decode()
+    assert "1 of 2 recordings from stored model output, no model run." in content
+    listed = admin_client.get(changelist(JobRecording), {"job__id__exact": job.pk, "reused__exact": "1"})
+    assert [row.recording for row in listed.context["cl"].result_list] == [first]
 
 
 def test_a_species_summary_that_takes_too_long_gives_up_and_the_page_still_shows(admin_client, job, monkeypatch):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import re
 import uuid
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -14,7 +15,8 @@ from PIL import Image
 
 from echoroo.models import SPECIES, Clip, ClipPrediction, ClipPredictionTag, ModelRun, Recording, Tag
 from inference import services
-from inference.models import InferenceJob
+from inference.models import InferenceJob, JobRecording
+from tests.pages.detections import classifier_scores, job_with_detections, score_clips
 
 pytestmark = pytest.mark.django_db
 
@@ -351,7 +353,7 @@ def test_the_recording_page_moves_through_time_a_minute_at_a_time(user_client, f
         assert user_client.get(url, {"t": bad}).status_code == 200
 
 
-def test_the_detections_table_filters_by_species_minimum_score_and_model(user_client, birdnet_job, best_clip):
+def test_the_detections_table_filters_by_species_and_minimum_score(user_client, birdnet_job, best_clip):
     url = f"/recordings/{best_clip.recording.uuid}/"
     everything = user_client.get(url).context["page"].paginator.count
     assert everything == ClipPredictionTag.objects.count()
@@ -362,24 +364,26 @@ def test_the_detections_table_filters_by_species_minimum_score_and_model(user_cl
     strong = user_client.get(url, {"min_score": "0.5"}).context["page"]
     assert strong.paginator.count == ClipPredictionTag.objects.filter(score__gte=0.5).count()
     assert all(row["score"] >= 0.5 for row in strong.object_list)
-    run = ModelRun.objects.get(name="birdnet")
-    assert user_client.get(url, {"model": str(run.uuid)}).context["page"].paginator.count == everything
-    assert user_client.get(url, {"model": str(uuid.uuid4())}).context["page"].paginator.count == 0
-    assert user_client.get(url, {"model": "nonsense", "min_score": "x"}).context["page"].paginator.count == everything
+    assert user_client.get(url, {"job": str(birdnet_job.uuid)}).context["page"].paginator.count == everything
+    assert user_client.get(url, {"min_score": "x"}).context["page"].paginator.count == everything
     boxes = user_client.get(url, {"species": species}).context["boxes"]
     assert {label["species"] for box in boxes for label in box["labels"]} == {species}, "boxes follow the filters"
 
 
-def many_detections(recording: Recording, n_clips: int, species_per_clip: int) -> None:
-    """n_clips 3-second clips with species_per_clip species scores each, written in bulk."""
+def many_detections(recording: Recording, n_clips: int, species_per_clip: int) -> InferenceJob:
+    """A finished job with n_clips 3-second clips with species_per_clip species scores each, written in bulk."""
     run, _ = ModelRun.objects.get_or_create(name="bulk", version="1")
+    job = InferenceJob.objects.create(model_run=run, recording=recording, status=InferenceJob.Status.COMPLETED)
+    JobRecording.objects.create(job=job, recording=recording, status=JobRecording.Status.DONE)
     names = [f"Genus species{i}_Bird {i}" for i in range(species_per_clip)]
     Tag.objects.bulk_create([Tag(key=SPECIES, value=name) for name in names], ignore_conflicts=True)
     tags = list(Tag.objects.filter(key=SPECIES, value__in=names))
     clips = Clip.objects.bulk_create(
         [Clip(recording=recording, start_time=3.0 * i, end_time=3.0 * i + 3) for i in range(n_clips)]
     )
-    predictions = ClipPrediction.objects.bulk_create([ClipPrediction(clip=clip, model_run=run) for clip in clips])
+    predictions = ClipPrediction.objects.bulk_create(
+        [ClipPrediction(clip=clip, model_run=run, job=job) for clip in clips]
+    )
     ClipPredictionTag.objects.bulk_create(
         [
             ClipPredictionTag(clip_prediction=prediction, tag=tag, score=(i % 100) / 100)
@@ -387,6 +391,7 @@ def many_detections(recording: Recording, n_clips: int, species_per_clip: int) -
             for i, tag in enumerate(tags)
         ]
     )
+    return job
 
 
 def test_the_recording_page_takes_as_many_queries_for_thousands_of_detections_as_for_a_few(
@@ -402,6 +407,170 @@ def test_the_recording_page_takes_as_many_queries_for_thousands_of_detections_as
         assert response.status_code == 200
     assert response.context["page"].paginator.count == 6000
     assert len(response.context["page"].object_list) == 50
+
+
+def test_the_recording_page_takes_as_many_queries_for_sixty_jobs_as_for_one(
+    user_client, field_recording, django_assert_max_num_queries
+):
+    first = many_detections(field_recording, n_clips=3, species_per_clip=2)
+    with django_assert_max_num_queries(10):
+        assert user_client.get(f"/recordings/{field_recording.uuid}/").context["job"] == first
+    run = ModelRun.objects.get(name="bulk")
+    for age in range(1, 60):
+        job_with_detections(run, {field_recording: {0.0: {ROBIN: 0.5}}}, age_s=age)
+    with django_assert_max_num_queries(10):
+        response = user_client.get(f"/recordings/{field_recording.uuid}/", {"job": str(first.uuid)})
+    assert response.context["job"] == first
+    assert len(response.context["jobs"]) == 50, "the picker lists the newest 50"
+    # The first job is the newest: the oldest of the others, asked for by name, is shown and offered too.
+    oldest = InferenceJob.objects.order_by("created_at").first()
+    with django_assert_max_num_queries(11):
+        response = user_client.get(f"/recordings/{field_recording.uuid}/", {"job": str(oldest.uuid)})
+    assert response.context["job"] == oldest and response.context["jobs"][-1] == oldest
+
+
+# --- One job's detections at a time -----------------------------------------------------------------
+
+ROBIN = "Turdus migratorius_American Robin"
+WREN = "Troglodytes aedon_House Wren"
+THRUSH = "Hylocichla mustelina_Wood Thrush"
+CLASSIFIER_LABEL = "Robin song (classifier)"
+
+
+@pytest.fixture
+def birdnet_run(db) -> ModelRun:
+    return ModelRun.objects.create(name="birdnet", version="2.4", segment_duration=3.0, sample_rate=48000)
+
+
+@pytest.fixture
+def two_jobs(field_recording, birdnet_run) -> SimpleNamespace:
+    """Two BirdNET jobs on 1min.wav an hour apart, with different thresholds: each found its own species."""
+    older = job_with_detections(
+        birdnet_run,
+        {field_recording: {0.0: {ROBIN: 0.9}, 3.0: {WREN: 0.4}}},
+        config={"confidence_threshold": 0.3},
+        age_s=3600,
+    )
+    newer = job_with_detections(
+        birdnet_run, {field_recording: {0.0: {ROBIN: 0.8}, 6.0: {THRUSH: 0.7}}}, config={"confidence_threshold": 0.6}
+    )
+    return SimpleNamespace(older=older, newer=newer)
+
+
+def shown_species(context) -> dict[str, set[str]]:
+    """The species a recording page shows, in each of the places it shows them."""
+    return {
+        "boxes": {label["species"] for box in context["boxes"] for label in box["labels"]},
+        "table": {row["species"] for row in context["page"].object_list},
+        "dropdown": {value for value, _ in context["species_choices"]},
+    }
+
+
+def test_each_job_page_lists_only_the_species_that_job_found(user_client, two_jobs):
+    for job, expected in ((two_jobs.older, {ROBIN: 0.9, WREN: 0.4}), (two_jobs.newer, {ROBIN: 0.8, THRUSH: 0.7})):
+        species = user_client.get(f"/jobs/{job.uuid}/").context["species"]
+        assert {row["tag__value"]: row["max_score"] for row in species} == expected
+        assert all(row["predictions"] == 1 for row in species), "the other job's robin is not counted"
+        assert all(clip["score"] == expected[row["tag__value"]] for row in species for clip in row["best"])
+
+
+def test_a_running_jobs_species_are_its_own_not_an_earlier_jobs(user_client, two_jobs, field_recording):
+    running = InferenceJob.objects.create(
+        model_run=two_jobs.newer.model_run, recording=field_recording, status=InferenceJob.Status.RUNNING
+    )
+    JobRecording.objects.create(job=running, recording=field_recording, status=JobRecording.Status.RUNNING)
+    html = user_client.get(f"/jobs/{running.uuid}/").content.decode()
+    assert "No species found yet." in html and "Wood Thrush" not in html
+
+
+def test_the_recording_page_shows_the_newest_jobs_detections_by_default(user_client, two_jobs, field_recording):
+    response = user_client.get(f"/recordings/{field_recording.uuid}/")
+    context = response.context
+    assert context["job"] == two_jobs.newer
+    assert context["jobs"] == [two_jobs.newer, two_jobs.older]
+    assert shown_species(context) == {"boxes": {ROBIN, THRUSH}, "table": {ROBIN, THRUSH}, "dropdown": {ROBIN, THRUSH}}
+    html = response.content.decode()
+    assert f'<option value="{two_jobs.newer.uuid}" selected>' in html
+    assert f'<option value="{two_jobs.older.uuid}">birdnet 2.4 · ' in html and "threshold 0.3</option>" in html
+    assert f'href="/jobs/{two_jobs.newer.uuid}/"' in html
+
+
+def test_the_recording_page_shows_the_job_asked_for_and_its_links_stay_on_it(user_client, two_jobs, field_recording):
+    Recording.objects.filter(pk=field_recording.pk).update(duration=150.0)
+    response = user_client.get(f"/recordings/{field_recording.uuid}/", {"job": str(two_jobs.older.uuid)})
+    context = response.context
+    assert context["job"] == two_jobs.older and not context["unknown_job"]
+    assert shown_species(context) == {"boxes": {ROBIN, WREN}, "table": {ROBIN, WREN}, "dropdown": {ROBIN, WREN}}
+    assert [row["score"] for row in context["page"].object_list if row["species"] == ROBIN] == [0.9]
+    assert f"job={two_jobs.older.uuid}" in context["next_url"]
+    assert (
+        f"job={two_jobs.older.uuid}" in context["filter_query"]
+        and f"job={two_jobs.older.uuid}" in context["table_query"]
+    )
+    assert f'<option value="{two_jobs.older.uuid}" selected>' in response.content.decode()
+
+
+def test_an_unknown_job_shows_the_newest_and_says_so(user_client, two_jobs, field_recording):
+    for asked in (str(uuid.uuid4()), "not-a-uuid"):
+        response = user_client.get(f"/recordings/{field_recording.uuid}/", {"job": asked})
+        assert response.status_code == 200
+        assert response.context["job"] == two_jobs.newer and response.context["unknown_job"]
+        assert "No job with that UUID has finished this recording" in response.content.decode()
+
+
+def test_only_jobs_that_finished_the_recording_are_offered(user_client, two_jobs, field_recording, field_dataset):
+    other = field_dataset.recordings.exclude(pk=field_recording.pk).get()
+    running = job_with_detections(
+        two_jobs.newer.model_run,
+        {field_recording: {9.0: {WREN: 0.9}}},
+        status=InferenceJob.Status.RUNNING,
+        recording_status=JobRecording.Status.RUNNING,
+    )
+    elsewhere = job_with_detections(two_jobs.newer.model_run, {other: {0.0: {WREN: 0.9}}})
+    context = user_client.get(f"/recordings/{field_recording.uuid}/").context
+    assert context["jobs"] == [two_jobs.newer, two_jobs.older]
+    for job in (running, elsewhere):
+        context = user_client.get(f"/recordings/{field_recording.uuid}/", {"job": str(job.uuid)}).context
+        assert context["job"] == two_jobs.newer and context["unknown_job"]
+
+
+def test_a_recording_no_job_has_finished_says_so(user_client, field_recording, birdnet_run):
+    classifier_scores(birdnet_run, field_recording, {0.0: {CLASSIFIER_LABEL: 0.99}})
+    response = user_client.get(f"/recordings/{field_recording.uuid}/")
+    assert response.status_code == 200
+    context = response.context
+    assert context["job"] is None and context["jobs"] == []
+    assert shown_species(context) == {"boxes": set(), "table": set(), "dropdown": set()}
+    html = response.content.decode()
+    assert "No job has finished this recording yet" in html and CLASSIFIER_LABEL not in html
+
+
+def test_a_classifiers_scores_are_never_shown_as_species(user_client, two_jobs, field_recording, birdnet_run):
+    classifier_scores(birdnet_run, field_recording, {0.0: {CLASSIFIER_LABEL: 0.99}, 6.0: {CLASSIFIER_LABEL: 0.95}})
+    for job in (two_jobs.older, two_jobs.newer):
+        response = user_client.get(f"/recordings/{field_recording.uuid}/", {"job": str(job.uuid)})
+        assert CLASSIFIER_LABEL not in set().union(*shown_species(response.context).values())
+        assert CLASSIFIER_LABEL not in response.content.decode()
+        assert CLASSIFIER_LABEL not in user_client.get(f"/jobs/{job.uuid}/").content.decode()
+
+
+def test_the_job_page_counts_the_recordings_read_from_stored_model_output(user_client, field_dataset, birdnet_run):
+    first, second = field_dataset.recordings.order_by("path")
+    job = job_with_detections(
+        birdnet_run, {first: {0.0: {ROBIN: 0.9}}, second: {}}, dataset=field_dataset, reused=(second,)
+    )
+    html = user_client.get(f"/jobs/{job.uuid}/").content.decode()
+    assert "1 of 2 recordings from stored model output, no model run" in html
+
+
+def test_the_job_page_opens_recordings_and_best_clips_on_that_job(user_client, two_jobs, field_recording):
+    response = user_client.get(f"/jobs/{two_jobs.older.uuid}/")
+    (row,) = response.context["recording_rows"]
+    assert row.url == f"/recordings/{field_recording.uuid}/?t=0&job={two_jobs.older.uuid}"
+    best = [clip["url"] for species in response.context["species"] for clip in species["best"]]
+    assert best and all(url.endswith(f"&job={two_jobs.older.uuid}") for url in best)
+    older_page = user_client.get(best[0]).context
+    assert older_page["job"] == two_jobs.older
 
 
 # --- Audio and spectrograms ---------------------------------------------------------------------
@@ -542,6 +711,20 @@ def test_find_similar_shows_cards_with_a_thumbnail_a_player_similarity_and_a_lin
     # The results can be labelled for a classifier in one go.
     label_link = f"/classifiers/label/?clips={best_clip.uuid},{cards[0]['clip'].uuid},"
     assert label_link in html
+
+
+def test_search_cards_name_a_species_a_job_detected_never_a_classifiers_label(user_client, birdnet_job, best_clip):
+    run = ModelRun.objects.get(name="birdnet")
+    every_window = {clip: {CLASSIFIER_LABEL: 1.0} for clip in Clip.objects.all()}
+    # Rows without a job, even on the searched model run itself, score labels that are not species.
+    score_clips(every_window, run, None)
+    response = user_client.get("/search/", {"clip": str(best_clip.uuid), "model": str(run.uuid), "min_similarity": 0})
+    cards = response.context["cards"]
+    detections = ClipPrediction.objects.filter(job=birdnet_job)
+    detected = set(detections.values_list("clip_id", flat=True))
+    assert {bool(card["species"]) for card in cards if card["clip"].pk in detected} == {True}
+    assert CLASSIFIER_LABEL not in {card["species"] for card in cards}
+    assert CLASSIFIER_LABEL not in response.content.decode()
 
 
 def test_search_can_leave_out_the_query_clips_own_recording(user_client, best_clip):
