@@ -1,4 +1,7 @@
-"""Detections out of the database as BirdNET-Analyzer writes them: Raven selection tables, CSV, Audacity labels.
+"""A job's detections out of the database as BirdNET-Analyzer writes them: Raven selection tables, CSV, Audacity labels.
+
+A job's rows are its own (ClipPrediction.job, SoundEventPrediction.job): an export reads exactly one
+job's, whatever ran before or after it on the same recordings, and never a classifier's scores.
 
 Rows come from one streamed query (a server-side cursor inside one transaction), so an export of
 millions of rows holds only a chunk of them in memory at a time.
@@ -16,17 +19,9 @@ from typing import NamedTuple, TextIO
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Exists, F, OuterRef, QuerySet
 
-from echoroo.models import (
-    ClipPrediction,
-    ClipPredictionTag,
-    Dataset,
-    ModelRun,
-    Recording,
-    SoundEventPrediction,
-    SoundEventPredictionTag,
-)
+from echoroo.models import ClipPredictionTag, Dataset, ModelRun, Recording, SoundEventPredictionTag
 from inference.models import InferenceJob, JobRecording
 
 FORMATS = ("raven", "csv", "audacity")
@@ -64,10 +59,14 @@ class ExportError(ValueError):
 
 @dataclass(frozen=True)
 class Scope:
-    """The recordings to export, and the model run a job implies."""
+    """One job's rows to export, and the recordings that get a table: those of the scope the job finished."""
 
+    job: InferenceJob
     recordings: QuerySet[Recording]
-    job: InferenceJob | None = None
+    # Why this job, when none was named: "the newest completed job on dataset 'Marsh 2026'".
+    chosen: str = ""
+    # The job's recordings in the scope that it did not finish (failed, cancelled, pending): not exported.
+    unfinished: int = 0
 
 
 class Row(NamedTuple):
@@ -91,60 +90,71 @@ class ExportReport:
     files: tuple[Path, ...]
 
 
-def scope_of(*, dataset: str | None = None, recording: str | None = None, job: str | None = None) -> Scope:
-    """The recordings of a dataset (by name), of one recording or of a job (by UUID)."""
+def scope_of(
+    *, dataset: str | None = None, recording: str | None = None, job: str | None = None, model_run: str | None = None
+) -> Scope:
+    """The job to export: the job named (by UUID), or the newest completed job on a dataset (by name) or a recording.
+
+    `model_run` (id, UUID, "name version" or name) picks among the jobs of a dataset or recording; with a
+    job it must be the job's. Only a job's own rows are ever exported: never another job's, never a
+    classifier's scores.
+    """
     if sum(value is not None for value in (dataset, recording, job)) != 1:
         raise ExportError("dataset", "give one of a dataset, a recording or a job")
-    if dataset is not None:
-        found = Dataset.objects.filter(name=dataset).first()
+    wanted = _find_model_run(model_run) if model_run is not None else None
+    if job is not None:
+        found = InferenceJob.objects.select_related("model_run").filter(uuid=_uuid("job", job)).first()
         if found is None:
+            raise ExportError("job", f"no inference job with UUID {job}")
+        if wanted is not None and wanted != found.model_run:
+            raise ExportError("model_run", f"the job ran {found.model_run}, not {model_run!r}; leave the model run out")
+        return _of_job(found)
+    if dataset is not None:
+        target = Dataset.objects.filter(name=dataset).first()
+        if target is None:
             names = list(Dataset.objects.order_by("name").values_list("name", flat=True)[:20])
             raise ExportError("dataset", f"no dataset named {dataset!r}; the datasets are: {_listed(names)}")
-        return Scope(Recording.objects.filter(dataset=found))
-    if recording is not None:
-        found = Recording.objects.filter(uuid=_uuid("recording", recording)).first()
-        if found is None:
-            raise ExportError("recording", f"no recording with UUID {recording}")
-        return Scope(Recording.objects.filter(pk=found.pk))
-    found = InferenceJob.objects.select_related("model_run").filter(uuid=_uuid("job", job)).first()
-    if found is None:
-        raise ExportError("job", f"no inference job with UUID {job}")
-    return Scope(Recording.objects.filter(pk__in=JobRecording.objects.filter(job=found).values("recording_id")), found)
+        where = f"dataset {target.name!r}"
+        found = _newest_completed(InferenceJob.objects.filter(dataset=target), wanted, field="dataset", where=where)
+        return _of_job(found, chosen=f"the newest completed job on {where}")
+    target = Recording.objects.filter(uuid=_uuid("recording", recording)).first()
+    if target is None:
+        raise ExportError("recording", f"no recording with UUID {recording}")
+    where = f"recording {target.path}"
+    finished_it = JobRecording.objects.filter(job=OuterRef("pk"), recording=target, status=JobRecording.Status.DONE)
+    found = _newest_completed(InferenceJob.objects.filter(Exists(finished_it)), wanted, field="recording", where=where)
+    return Scope(found, Recording.objects.filter(pk=target.pk), chosen=f"the newest completed job on {where}")
 
 
-def model_run_of(scope: Scope, wanted: str | None = None, *, merged: bool = False) -> ModelRun:
-    """The model run to export: `wanted` (id, UUID, "name version" or name), the job's, or the only one with results."""
-    if scope.job is not None:
-        if wanted is not None and _find_model_run(wanted) != scope.job.model_run:
-            raise ExportError(
-                "model_run", f"the job ran {scope.job.model_run}, not {wanted!r}; leave the model run out"
-            )
-        return scope.job.model_run
-    if wanted is not None:
-        return _find_model_run(wanted)
-    results = (SoundEventPrediction if merged else ClipPrediction).objects.filter(
-        model_run=OuterRef("pk"),
-        **{("sound_event" if merged else "clip") + "__recording__in": scope.recordings},
+def _of_job(job: InferenceJob, *, chosen: str = "") -> Scope:
+    """The scope of a whole job: the recordings it finished."""
+    recordings = JobRecording.objects.filter(job=job)
+    done = recordings.filter(status=JobRecording.Status.DONE)
+    unfinished = recordings.exclude(status=JobRecording.Status.DONE).count()
+    return Scope(job, Recording.objects.filter(pk__in=done.values("recording_id")), chosen, unfinished)
+
+
+def _newest_completed(jobs: QuerySet, model_run: ModelRun | None, *, field: str, where: str) -> InferenceJob:
+    # A job that stored embeddings only has no detections to export.
+    completed = jobs.filter(status=InferenceJob.Status.COMPLETED).exclude(config__contains={"store_predictions": False})
+    newest = completed.select_related("model_run").order_by(F("completed_at").desc(nulls_last=True), "-pk")
+    found = (newest if model_run is None else newest.filter(model_run=model_run)).first()
+    if found is not None:
+        return found
+    if model_run is not None and completed.exists():
+        ran = ModelRun.objects.filter(jobs__in=completed).distinct()
+        raise ExportError(
+            "model_run", f"no completed job of {model_run} on {where}; the jobs there ran: {_listed(_described(ran))}"
+        )
+    raise ExportError(
+        field, f"no job with detections has completed on {where}: run one first (or export a running one by its UUID)"
     )
-    runs = list(ModelRun.objects.filter(Exists(results)))
-    if len(runs) == 1:
-        return runs[0]
-    what = "detections" if merged else "predictions"
-    if not runs:
-        raise ExportError("model_run", f"these recordings have no {what} yet: run a job on them first")
-    raise ExportError("model_run", f"several model runs have {what} here: {_listed(_described(runs))}; choose one")
 
 
 def export_detections(
-    scope: Scope,
-    model_run: ModelRun,
-    *,
-    file_format: str,
-    output: Path,
-    min_score: float = 0.0,
-    merged: bool = False,
+    scope: Scope, *, file_format: str, output: Path, min_score: float = 0.0, merged: bool = False
 ) -> ExportReport:
-    """Write the model run's predictions (or merged detections) on the scope's recordings to `output`.
+    """Write the scope's job's window detections (or merged detections) on the scope's recordings to `output`.
 
     raven and audacity write one file per recording of the scope into the folder `output` (a header
     alone, or an empty file, where a recording has no rows); csv writes one file.
@@ -163,16 +173,17 @@ def export_detections(
     # One transaction: a server-side cursor streams without being materialised, and the
     # rows and the list of recordings come from one snapshot.
     with transaction.atomic():
-        found = rows(scope, model_run, min_score=min_score, merged=merged)
+        found = rows(scope, min_score=min_score, merged=merged)
         if file_format == "csv":
             with output.open("w", newline="", encoding="utf-8") as out:
                 count, recordings = write_csv(found, out)
             return ExportReport(count, recordings, (output,))
-        return _write_per_recording(scope, model_run, found, output, file_format)
+        return _write_per_recording(scope, found, output, file_format)
 
 
-def rows(scope: Scope, model_run: ModelRun, *, min_score: float = 0.0, merged: bool = False) -> Iterator[Row]:
-    """The scope's rows at or above `min_score`, by recording, start time, then score (best first); streamed."""
+def rows(scope: Scope, *, min_score: float = 0.0, merged: bool = False) -> Iterator[Row]:
+    """The job's rows on the scope's recordings at or above `min_score`, by recording, start time, then score
+    (best first); streamed."""
     if merged:
         model, prediction, span = SoundEventPredictionTag, "sound_event_prediction", "sound_event"
     else:
@@ -183,7 +194,7 @@ def rows(scope: Scope, model_run: ModelRun, *, min_score: float = 0.0, merged: b
     columns += [f"{span}__start_time", f"{span}__end_time"]
     box = [f"{span}__low_freq", f"{span}__high_freq"] if merged else []  # windows have no frequency box
     query = (
-        model.objects.filter(**{f"{prediction}__model_run": model_run, f"{recording}__in": scope.recordings})
+        model.objects.filter(**{f"{prediction}__job": scope.job, f"{recording}__in": scope.recordings})
         .filter(score__gte=min_score)
         .order_by(f"{recording}__path", f"{recording}_id", f"{span}__start_time", "-score", "tag__value")
         .values_list(*columns, *box, "tag__value", "score")
@@ -268,20 +279,13 @@ def result_file(folder: Path, recording_path: str, file_format: str) -> Path:
 
 
 def detection_counts(job: InferenceJob) -> tuple[int, int]:
-    """(window predictions, merged detections) the job's model run has on the job's finished recordings."""
-    done = JobRecording.objects.filter(job=job, status=JobRecording.Status.DONE).values("recording_id")
-    windows = ClipPredictionTag.objects.filter(
-        clip_prediction__model_run_id=job.model_run_id, clip_prediction__clip__recording__in=done
-    ).count()
-    detections = SoundEventPredictionTag.objects.filter(
-        sound_event_prediction__model_run_id=job.model_run_id, sound_event_prediction__sound_event__recording__in=done
-    ).count()
+    """(window predictions, merged detections) the job stored: its own rows only."""
+    windows = ClipPredictionTag.objects.filter(clip_prediction__job=job).count()
+    detections = SoundEventPredictionTag.objects.filter(sound_event_prediction__job=job).count()
     return windows, detections
 
 
-def _write_per_recording(
-    scope: Scope, model_run: ModelRun, found: Iterator[Row], folder: Path, file_format: str
-) -> ExportReport:
+def _write_per_recording(scope: Scope, found: Iterator[Row], folder: Path, file_format: str) -> ExportReport:
     count, written, with_rows = 0, [], set()
     for (recording_id, recording_path), recording_rows in groupby(
         found, key=lambda row: (row.recording_id, row.recording_path)
@@ -289,7 +293,7 @@ def _write_per_recording(
         path = _open_result(folder, recording_path, file_format)
         with path.open("w", newline="", encoding="utf-8") as out:
             if file_format == "raven":
-                count += write_raven(recording_rows, out, model_sample_rate=model_run.sample_rate)
+                count += write_raven(recording_rows, out, model_sample_rate=scope.job.model_run.sample_rate)
             else:
                 count += write_audacity(recording_rows, out)
         written.append(path)

@@ -9,7 +9,7 @@ import datetime
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django_filters import rest_framework as filters
 from django_filters.fields import IsoDateTimeField
 from drf_spectacular.utils import extend_schema_field
@@ -109,10 +109,10 @@ class ModelRunFilter(filters.FilterSet):
         fields = ["name", "version"]
 
 
-class ClipPredictionFilter(filters.FilterSet):
-    dataset = uuid_of("clip__recording__dataset", "dataset")
+class WindowDetectionFilter(filters.FilterSet):
+    """Filters of a list of window detections (ClipPrediction rows): where, when, which species, how sure."""
+
     recording = uuid_of("clip__recording", "recording")
-    model_run = uuid_of("model_run", "model run")
     # species, species__icontains and min_score are applied together in filter_queryset, so that
     # with both a species and a minimum score it is one and the same tag row that matches both.
     species = filters.CharFilter(
@@ -159,6 +159,22 @@ class ClipPredictionFilter(filters.FilterSet):
             species_contains=data.get("species__icontains") or None,
             min_score=data.get("min_score"),
         )
+
+
+class ClipPredictionFilter(WindowDetectionFilter):
+    """Every job's window detections; a classifier run's scores only when that run is named (model_run)."""
+
+    dataset = uuid_of("clip__recording__dataset", "dataset")
+    model_run = uuid_of("model_run", "model run; a classifier's run lists its scores, left out otherwise")
+    job = uuid_of("job", "inference job")
+
+    def filter_queryset(self, queryset: QuerySet) -> QuerySet:
+        queryset = super().filter_queryset(queryset)
+        # A classifier's scores (rows without a job) are not species detections: listed only when
+        # their run is asked for by name.
+        if self.form.cleaned_data.get("model_run") is None:
+            return queryset.filter(job__isnull=False)
+        return queryset.filter(Q(job__isnull=False) | Q(model_run__kind=ModelRun.Kind.CLASSIFIER))
 
 
 def with_scored_tag(

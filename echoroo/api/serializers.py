@@ -191,6 +191,7 @@ PREDICTION_ROW = (
     "model_run__uuid",
     "model_run__name",
     "model_run__version",
+    "job__uuid",
 )
 _datetime = serializers.DateTimeField()
 
@@ -221,7 +222,9 @@ class ClipPredictionListSerializer(serializers.ListSerializer):
 
 
 class ClipPredictionSerializer(serializers.ModelSerializer):
-    """A window's predictions: its clip, recording and model run, and every tag scored (best first).
+    """A window a job detected something in: its clip, recording, model run and job, every tag scored (best first).
+
+    A classifier run's score of a clip has the same shape, with no job.
 
     Reads the rows of PREDICTION_ROW; the fields below document the shape (the API schema).
     """
@@ -229,11 +232,17 @@ class ClipPredictionSerializer(serializers.ModelSerializer):
     clip = PredictionClipSerializer(read_only=True)
     recording = serializers.UUIDField(source="clip.recording.uuid", read_only=True)
     model_run = PredictionModelRunSerializer(read_only=True)
+    job = serializers.UUIDField(
+        source="job.uuid",
+        read_only=True,
+        allow_null=True,
+        help_text="The uuid of the inference job whose detection this is; null for a classifier's score.",
+    )
     tags = ScoredTagSerializer(many=True, read_only=True, help_text="Best score first.")
 
     class Meta:
         model = ClipPrediction
-        fields = ["uuid", "clip", "recording", "model_run", "tags", "created_at"]
+        fields = ["uuid", "clip", "recording", "model_run", "job", "tags", "created_at"]
         read_only_fields = fields
         list_serializer_class = ClipPredictionListSerializer
 
@@ -254,6 +263,7 @@ class ClipPredictionSerializer(serializers.ModelSerializer):
                 "name": row["model_run__name"],
                 "version": row["model_run__version"],
             },
+            "job": None if row["job__uuid"] is None else str(row["job__uuid"]),
             "tags": tags,
             "created_at": datetime_text(row["created_at"]),
         }

@@ -141,6 +141,14 @@ class ClipViewSet(viewsets.ReadOnlyModelViewSet):
     lookup_field = "uuid"
 
 
+@extend_schema_view(
+    list=extend_schema(
+        description="Every job's window detections (one job's: filter by job, or GET /api/v1/inference/jobs/{uuid}/"
+        "detections/). A classifier's scores of clips are not detections: they are listed only when model_run "
+        "names the classifier's run."
+    ),
+    retrieve=extend_schema(description="One row by its uuid: a job's window detection or a classifier's score."),
+)
 class ClipPredictionViewSet(viewsets.ReadOnlyModelViewSet):
     # Rows, not model instances (see serializers.PREDICTION_ROW): one query for the page and one
     # for its tags, however long the page.
@@ -150,6 +158,11 @@ class ClipPredictionViewSet(viewsets.ReadOnlyModelViewSet):
     pagination_class = OldestFirstCursorPagination
     permission_classes = [IsAuthenticated]
     lookup_field = "uuid"
+
+    def filter_queryset(self, queryset):
+        # A uuid names its row, a classifier's score too: the filters, and the list's default of
+        # job detections only, are the list's.
+        return queryset if self.action == "retrieve" else super().filter_queryset(queryset)
 
 
 class ClipAnnotationViewSet(

@@ -78,7 +78,11 @@ class InferenceConfigSerializer(serializers.Serializer):
 
 @extend_schema_field(InferenceConfigSerializer)
 class ConfigField(serializers.DictField):
-    """The config as given, checked by the service (which knows the model's window)."""
+    """The config as given, checked by the service (which knows the model's window); read back as the job's
+    typed settings (InferenceJob.settings), every setting with its value."""
+
+    def get_attribute(self, job: InferenceJob) -> dict:
+        return job.settings.as_json()
 
 
 @extend_schema_field({"type": "string", "enum": available_runtimes()})
@@ -188,12 +192,16 @@ class InferenceJobDetailSerializer(InferenceJobSerializer):
     """A job with its recordings: how many are in each state, and the errors of those that failed."""
 
     recordings = serializers.SerializerMethodField()
+    reused_recordings = serializers.SerializerMethodField(
+        help_text="How many of its recordings took their detections from the model's stored output: no audio "
+        "decoded, no model call."
+    )
     failed_recordings = serializers.SerializerMethodField(
         help_text=f"The first {FAILED_RECORDINGS_SHOWN} recordings that failed, with their errors."
     )
 
     class Meta(InferenceJobSerializer.Meta):
-        fields = [*InferenceJobSerializer.Meta.fields, "recordings", "failed_recordings"]
+        fields = [*InferenceJobSerializer.Meta.fields, "recordings", "reused_recordings", "failed_recordings"]
 
     @extend_schema_field(RecordingCountsSerializer)
     def get_recordings(self, job: InferenceJob) -> dict[str, int]:
@@ -201,6 +209,9 @@ class InferenceJobDetailSerializer(InferenceJobSerializer):
         states = job.job_recordings.order_by().values("status").annotate(n=Count("id")).values_list("status", "n")
         counts.update(states)
         return counts
+
+    def get_reused_recordings(self, job: InferenceJob) -> int:
+        return job.job_recordings.filter(reused=True).count()
 
     @extend_schema_field(FailedRecordingSerializer(many=True))
     def get_failed_recordings(self, job: InferenceJob) -> list[dict]:

@@ -1,4 +1,4 @@
-"""The jobs endpoints (seed-design.md §5.1): create, list, show, cancel, start and retry a job.
+"""The jobs endpoints (seed-design.md §5.1): create, list, show, cancel, start and retry a job, and list its detections.
 
 Any logged-in user may create and see jobs; only staff or a job's creator may start, cancel or
 retry it (the services decide, and their PermissionDenied is a 403). Errors: see inference.api.errors.
@@ -9,9 +9,14 @@ from __future__ import annotations
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.generics import get_object_or_404
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
+from echoroo.api.filters import WindowDetectionFilter
+from echoroo.api.pagination import OldestFirstCursorPagination
+from echoroo.api.serializers import PREDICTION_ROW, ClipPredictionSerializer
+from echoroo.models import ClipPrediction
 from inference import services
 from inference.api.errors import as_api_error
 from inference.api.filters import InferenceJobFilter
@@ -56,8 +61,12 @@ class InferenceJobViewSet(
     permission_classes = [IsAuthenticated]
     lookup_field = "uuid"
 
-    def get_serializer_class(self) -> type[InferenceJobSerializer]:
-        return InferenceJobSerializer if self.action in ("create", "list") else InferenceJobDetailSerializer
+    def get_serializer_class(self) -> type:
+        if self.action in ("create", "list"):
+            return InferenceJobSerializer
+        if self.action == "detections":
+            return ClipPredictionSerializer
+        return InferenceJobDetailSerializer
 
     def perform_create(self, serializer: InferenceJobSerializer) -> None:
         job = serializer.save(created_by=self.request.user)
@@ -89,6 +98,31 @@ class InferenceJobViewSet(
     def retry(self, request, uuid=None) -> Response:
         job = self._call(services.retry_failed, self.get_object())
         return Response(self.get_serializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        summary="The job's window detections",
+        description="Exactly this job's detections, as it stored them: one row per window it detected something "
+        "in, every species tag with its score at the job's sensitivity (best first); whatever other jobs found on "
+        "the same recordings is not here. Filters and pages as /api/v1/clip-predictions/. The merged detections "
+        "(overlapping windows joined) are exported with manage.py export_detections --job UUID --merged.",
+        responses={
+            200: ClipPredictionSerializer(many=True),
+            400: OpenApiResponse(description="A filter's value does not parse: {filter: [message]}."),
+            404: OpenApiResponse(description="No job has this uuid."),
+        },
+    )
+    @action(
+        detail=True,
+        # Rows, filters and cursor pages as /api/v1/clip-predictions/ (ClipPredictionViewSet), of one job.
+        queryset=ClipPrediction.objects.values(*PREDICTION_ROW),
+        filterset_class=WindowDetectionFilter,
+        pagination_class=OldestFirstCursorPagination,
+    )
+    def detections(self, request, uuid=None) -> Response:
+        job = get_object_or_404(InferenceJob.objects.only("pk"), uuid=uuid)
+        self.check_object_permissions(request, job)
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset().filter(job=job)))
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
     def _call(self, service, job: InferenceJob) -> InferenceJob:
         """Start or retry a job as the requesting user; a job in the wrong state is a 409."""

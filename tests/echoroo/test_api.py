@@ -25,6 +25,7 @@ from echoroo.models import (
     Site,
     Tag,
 )
+from inference.models import InferenceJob
 
 pytestmark = pytest.mark.django_db
 
@@ -59,9 +60,12 @@ def make_recording(dataset: Dataset, name: str, **fields) -> Recording:
     return Recording.objects.create(dataset=dataset, path=f"{name}.wav", **fields)
 
 
-def predict(clip: Clip, model_run: ModelRun, **scores: float) -> ClipPrediction:
-    """A prediction with one species tag per keyword: blackbird=0.9 etc."""
-    prediction = ClipPrediction.objects.create(clip=clip, model_run=model_run)
+def predict(clip: Clip, by: InferenceJob | ModelRun, **scores: float) -> ClipPrediction:
+    """A job's detection (by a job) or a classifier's score (by its run), one species tag per keyword: blackbird=0.9."""
+    if isinstance(by, InferenceJob):
+        prediction = ClipPrediction.objects.create(clip=clip, model_run=by.model_run, job=by)
+    else:
+        prediction = ClipPrediction.objects.create(clip=clip, model_run=by)
     for name, score in scores.items():
         tag, _ = Tag.objects.get_or_create(
             key=SPECIES, value={"blackbird": BLACKBIRD, "robin": ROBIN, "tit": GREAT_TIT}[name]
@@ -86,22 +90,39 @@ def dataset(user) -> Dataset:
 
 @pytest.fixture
 def world() -> SimpleNamespace:
-    """Two datasets, three clips, two model runs and three predictions with known scores."""
+    """Two datasets, three clips, two jobs with three detections of known scores, and a classifier's score."""
     wetlands = Dataset.objects.create(name="Wetlands 2026")
     forest = Dataset.objects.create(name="Forest 2026")
     dawn = make_recording(wetlands, "dawn", recorded_at=datetime(2026, 4, 1, 5, 30, tzinfo=UTC))
     dusk = make_recording(forest, "dusk", recorded_at=datetime(2026, 4, 20, 19, 0, tzinfo=UTC))
     birdnet = ModelRun.objects.create(name="BirdNET", version="2.4")
     perch = ModelRun.objects.create(name="Perch", version="2.0")
+    classifier = ModelRun.objects.create(
+        name="classifier", version="blackbird-1", kind=ModelRun.Kind.CLASSIFIER, source=birdnet
+    )
+    birdnet_job = InferenceJob.objects.create(model_run=birdnet, dataset=wetlands)
+    perch_job = InferenceJob.objects.create(model_run=perch, recording=dusk)
     dawn_0 = Clip.objects.create(recording=dawn, start_time=0, end_time=3)
     dawn_3 = Clip.objects.create(recording=dawn, start_time=3, end_time=6)
     dusk_9 = Clip.objects.create(recording=dusk, start_time=9, end_time=14)
     predictions = {
-        "blackbird_and_robin": predict(dawn_0, birdnet, blackbird=0.9, robin=0.2),
-        "robin": predict(dawn_3, birdnet, robin=0.7),
-        "tit": predict(dusk_9, perch, tit=0.4, blackbird=0.1),
+        "blackbird_and_robin": predict(dawn_0, birdnet_job, blackbird=0.9, robin=0.2),
+        "robin": predict(dawn_3, birdnet_job, robin=0.7),
+        "tit": predict(dusk_9, perch_job, tit=0.4, blackbird=0.1),
+        # A classifier's score: a species tag too, but no detection.
+        "classifier": predict(dawn_0, classifier, blackbird=0.95),
     }
-    named = {"wetlands": wetlands, "forest": forest, "dawn": dawn, "dusk": dusk, "birdnet": birdnet, "perch": perch}
+    named = {
+        "wetlands": wetlands,
+        "forest": forest,
+        "dawn": dawn,
+        "dusk": dusk,
+        "birdnet": birdnet,
+        "perch": perch,
+        "classifier": classifier,
+        "birdnet_job": birdnet_job,
+        "perch_job": perch_job,
+    }
     return SimpleNamespace(predictions=predictions, named=named, dawn_0=dawn_0, dawn=dawn, wetlands=wetlands)
 
 
@@ -358,6 +379,7 @@ def test_a_prediction_shows_its_clip_recording_model_run_and_scored_tags(api_cli
         "clip": {"uuid": str(world.dawn_0.uuid), "start_time": 0.0, "end_time": 3.0},
         "recording": str(world.dawn.uuid),
         "model_run": {"uuid": str(world.named["birdnet"].uuid), "name": "BirdNET", "version": "2.4"},
+        "job": str(world.named["birdnet_job"].uuid),
         "tags": [
             {"key": SPECIES, "value": BLACKBIRD, "score": 0.9},
             {"key": SPECIES, "value": ROBIN, "score": 0.2},
@@ -388,6 +410,15 @@ def test_a_prediction_shows_its_clip_recording_model_run_and_scored_tags(api_cli
         ({"recorded_after": "2026-04-10T00:00:00Z"}, {"tit"}),
         ({"recorded_before": "2026-04-10T00:00:00Z"}, {"blackbird_and_robin", "robin"}),
         ({"dataset": "wetlands", "model_run": "birdnet", "species": BLACKBIRD}, {"blackbird_and_robin"}),
+        ({"job": "birdnet_job"}, {"blackbird_and_robin", "robin"}),
+        ({"job": "perch_job", "species": BLACKBIRD}, {"tit"}),
+        # A classifier's scores only when its run is named; then with the same filters as detections.
+        ({"species": BLACKBIRD, "min_score": "0.9"}, {"blackbird_and_robin"}),
+        ({"recording": "dawn"}, {"blackbird_and_robin", "robin"}),
+        ({"model_run": "classifier"}, {"classifier"}),
+        ({"model_run": "classifier", "species": BLACKBIRD, "min_score": "0.9"}, {"classifier"}),
+        ({"model_run": "classifier", "species": ROBIN}, set()),
+        ({"model_run": "classifier", "job": "birdnet_job"}, set()),
     ],
 )
 def test_clip_predictions_filter(api_client, world, query, expected):
@@ -402,6 +433,7 @@ def test_clip_predictions_filter(api_client, world, query, expected):
         ("dataset", "wetlands"),
         ("recording", "42"),
         ("model_run", "birdnet-2.4"),
+        ("job", "birdnet-job"),
         ("min_score", "1.5"),
         ("min_score", "-0.1"),
         ("min_score", "high"),
@@ -417,15 +449,34 @@ def test_an_invalid_prediction_filter_is_a_400_naming_it(api_client, world, fiel
     assert list(response.json()) == [field]
 
 
+def test_each_row_names_its_job_and_a_classifiers_score_has_none(api_client, world):
+    listed = {row["uuid"]: row["job"] for row in results(api_client.get(f"{API}clip-predictions/"))}
+    assert listed == {
+        str(world.predictions["blackbird_and_robin"].uuid): str(world.named["birdnet_job"].uuid),
+        str(world.predictions["robin"].uuid): str(world.named["birdnet_job"].uuid),
+        str(world.predictions["tit"].uuid): str(world.named["perch_job"].uuid),
+    }
+    scores = results(api_client.get(f"{API}clip-predictions/", {"model_run": str(world.named["classifier"].uuid)}))
+    blackbird = {"key": SPECIES, "value": BLACKBIRD, "score": 0.95}
+    assert [(row["job"], row["tags"]) for row in scores] == [(None, [blackbird])]
+
+
+def test_a_classifiers_score_is_shown_by_its_uuid(api_client, world):
+    score = world.predictions["classifier"]
+    body = api_client.get(f"{API}clip-predictions/{score.uuid}/").json()
+    assert (body["uuid"], body["job"], body["model_run"]["name"]) == (str(score.uuid), None, "classifier")
+
+
 def test_a_page_of_predictions_costs_the_same_few_queries_however_long(
     api_client, dataset, django_assert_max_num_queries
 ):
     runs = [ModelRun.objects.create(name=f"Model {n}", version="1") for n in range(3)]
+    jobs = [InferenceJob.objects.create(model_run=run, dataset=dataset) for run in runs]
     tags = [Tag.objects.create(key=SPECIES, value=f"Species {n}") for n in range(4)]
     recordings = [make_recording(dataset, f"r{n}") for n in range(5)]
     clips = Clip.objects.bulk_create(Clip(recording=recordings[n % 5], start_time=n, end_time=n + 3) for n in range(50))
     predictions = ClipPrediction.objects.bulk_create(
-        ClipPrediction(clip=clip, model_run=runs[n % 3]) for n, clip in enumerate(clips)
+        ClipPrediction(clip=clip, model_run=jobs[n % 3].model_run, job=jobs[n % 3]) for n, clip in enumerate(clips)
     )
     ClipPredictionTag.objects.bulk_create(
         ClipPredictionTag(clip_prediction=prediction, tag=tag, score=0.5) for prediction in predictions for tag in tags

@@ -38,6 +38,7 @@ def test_the_schema_documents_the_prediction_filters(schema):
         "dataset",
         "recording",
         "model_run",
+        "job",
         "species",
         "species__icontains",
         "min_score",

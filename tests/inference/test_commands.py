@@ -7,9 +7,11 @@ from io import StringIO
 import pytest
 from django.conf import settings
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 from django_q.models import OrmQ
 
-from echoroo.models import Clip, ClipPrediction, ClipPredictionTag, ModelRun, SoundEventPredictionTag
+from echoroo.models import SPECIES, Clip, ClipPrediction, ClipPredictionTag, ModelRun, SoundEventPredictionTag, Tag
+from inference import services
 from inference.config import FIELD_NAMES, InferenceConfig
 from inference.exports import split_label
 from inference.management.commands import infer as infer_command
@@ -273,18 +275,127 @@ def test_a_job_implies_its_recordings_and_model_run(synced, tmp_path):
     assert len(csv_rows(tmp_path / "job.csv")) == ClipPredictionTag.objects.count()
 
 
-def test_the_model_run_must_be_named_where_several_have_predictions(synced, tmp_path):
+@pytest.fixture
+def two_jobs(field_dataset) -> dict:
+    """BirdNET twice over the field dataset: at 0.1, then at 0.25 (selected from the first's stored output)."""
+    outputs = {}
+    for name, threshold in (("loose", 0.1), ("strict", 0.25)):
+        outputs[name] = run(
+            "infer", "--model", "birdnet", "--dataset", field_dataset.name, "--sync", "--confidence-threshold",
+            threshold, "--overlap", 1.5, "--no-embeddings",
+        )  # fmt: skip
+    strict, loose = InferenceJob.objects.all()  # newest first
+    return {"loose": loose, "strict": strict, "outputs": outputs}
+
+
+def windows_of(job: InferenceJob):
+    return ClipPredictionTag.objects.filter(clip_prediction__job=job)
+
+
+def scores_of(rows: list[dict]) -> list[float]:
+    return [float(row["Confidence"]) for row in rows]
+
+
+def test_a_job_exports_exactly_its_own_rows_whatever_ran_after_it(two_jobs, tmp_path):
+    loose, strict = two_jobs["loose"], two_jobs["strict"]
+    for job in (loose, strict):
+        run("export_detections", "--job", job.uuid, "--format", "csv", "--output", tmp_path / f"{job.uuid}.csv")
+    loose_rows, strict_rows = (csv_rows(tmp_path / f"{job.uuid}.csv") for job in (loose, strict))
+    assert len(loose_rows) == windows_of(loose).count() > len(strict_rows) == windows_of(strict).count() > 0
+    # The first job's rows at 0.1 stay its own after the 0.25 job ran on the same recordings.
+    assert min(scores_of(loose_rows)) < 0.25 <= min(scores_of(strict_rows))
+    run("export_detections", "--job", loose.uuid, "--format", "csv", "--output", tmp_path / "merged.csv", "--merged")
+    merged = SoundEventPredictionTag.objects.filter(sound_event_prediction__job=loose)
+    assert len(csv_rows(tmp_path / "merged.csv")) == merged.count() > 0
+
+
+def test_infer_counts_only_the_jobs_own_rows(two_jobs):
+    for name in ("loose", "strict"):
+        job = two_jobs[name]
+        windows = windows_of(job).count()
+        detections = SoundEventPredictionTag.objects.filter(sound_event_prediction__job=job).count()
+        stored = f"Stored for them by birdnet 2.4: {windows} window predictions, {detections} merged detections"
+        assert windows and stored in two_jobs["outputs"][name]
+
+
+def test_a_dataset_exports_its_newest_completed_job_and_says_which(two_jobs, field_dataset, user, tmp_path):
+    strict = two_jobs["strict"]
+    services.create_job(model_name="birdnet", dataset=field_dataset, by=user)  # newer, but not run
+    output = export(strict, "csv", tmp_path / "dataset.csv")
+    assert f"Exporting job {strict.uuid}, the newest completed job on dataset 'Field season': birdnet 2.4" in output
+    assert "confidence threshold 0.25, sensitivity 1, overlap 1.5 s" in output
+    assert f"of birdnet 2.4 (job {strict.uuid})" in output
+    assert len(csv_rows(tmp_path / "dataset.csv")) == windows_of(strict).count()
+
+
+def test_a_recording_exports_the_newest_completed_job_that_finished_it(two_jobs, field_recording, tmp_path):
+    loose, strict = two_jobs["loose"], two_jobs["strict"]
+    JobRecording.objects.filter(job=strict, recording=field_recording).update(status=JobRecording.Status.FAILED)
+    output = run("export_detections", "--recording", field_recording.uuid, "--format", "raven", "--output", tmp_path)
+    assert f"Exporting job {loose.uuid}, the newest completed job on recording Field_season/1min.wav" in output
+    tables = list(tmp_path.rglob("*.txt"))
+    assert [table.name for table in tables] == ["1min.BirdNET.selection.table.txt"]
+    _, rows = read_table(tables[0])
+    assert len(rows) == windows_of(loose).filter(clip_prediction__clip__recording=field_recording).count() > 0
+
+
+def test_a_model_run_picks_the_newest_completed_job_of_that_model(two_jobs, field_dataset, tmp_path):
+    loose, strict = two_jobs["loose"], two_jobs["strict"]
     perch = ModelRun.objects.create(name="perch", version="2.0")
-    ClipPrediction.objects.create(clip=Clip.objects.first(), model_run=perch)
-    with pytest.raises(CommandError, match=r"--model-run: several model runs .*birdnet 2.4.*perch 2.0"):
-        export(synced, "csv", tmp_path / "any.csv")
-    for named in ("birdnet 2.4", "birdnet", str(synced.model_run_id), str(synced.model_run.uuid)):
-        export(synced, "csv", tmp_path / "birdnet.csv", "--model-run", named)
-        assert len(csv_rows(tmp_path / "birdnet.csv")) == ClipPredictionTag.objects.count()
+    newest = InferenceJob.objects.create(
+        model_run=perch, dataset=field_dataset, status=InferenceJob.Status.COMPLETED, completed_at=timezone.now()
+    )
+    assert f"Exporting job {newest.uuid}" in export(strict, "csv", tmp_path / "perch.csv")
+    assert csv_rows(tmp_path / "perch.csv") == []  # a job without rows exports none, not another job's
+    for named in ("birdnet 2.4", "birdnet", str(strict.model_run_id), str(strict.model_run.uuid)):
+        output = export(strict, "csv", tmp_path / "birdnet.csv", "--model-run", named)
+        assert f"Exporting job {strict.uuid}" in output
+        assert len(csv_rows(tmp_path / "birdnet.csv")) == windows_of(strict).count()
+    with pytest.raises(CommandError, match=r"--model-run: the job ran birdnet 2.4, not 'perch'"):
+        run("export_detections", "--job", loose.uuid, "--format", "csv", "--output", tmp_path, "--model-run", "perch")
     with pytest.raises(CommandError, match=r"--model-run: no model run 'birdnet 3.0'; the model runs are: birdnet"):
-        export(synced, "csv", tmp_path / "any.csv", "--model-run", "birdnet 3.0")
+        export(strict, "csv", tmp_path / "any.csv", "--model-run", "birdnet 3.0")
+    ModelRun.objects.create(name="birdnet", version="2.5")
+    with pytest.raises(CommandError, match=r"--model-run: no completed job of birdnet 2.5 on dataset 'Field season'"):
+        export(strict, "csv", tmp_path / "any.csv", "--model-run", "birdnet 2.5")
 
 
-def test_export_before_any_job_says_to_run_one(field_dataset, tmp_path):
-    with pytest.raises(CommandError, match="--model-run: these recordings have no predictions yet"):
-        run("export_detections", "--dataset", field_dataset.name, "--format", "raven", "--output", tmp_path)
+def test_a_classifiers_scores_never_appear_in_an_export(synced, field_recording, tmp_path):
+    classifier = ModelRun.objects.create(
+        name="classifier", version="drum-1", kind=ModelRun.Kind.CLASSIFIER, source=synced.model_run
+    )
+    drumming = Tag.objects.create(key=SPECIES, value="Bonasa umbellus_Ruffed Grouse drumming")
+    for clip in Clip.objects.all():
+        score = ClipPrediction.objects.create(clip=clip, model_run=classifier)
+        ClipPredictionTag.objects.create(clip_prediction=score, tag=drumming, score=0.99)
+    # The README's command, with a classifier's scores on every clip.
+    run("export_detections", "--dataset", synced.dataset.name, "--format", "raven", "--output", tmp_path / "tables")
+    rows = [row for table in (tmp_path / "tables").rglob("*.txt") for row in read_table(table)[1]]
+    assert len(rows) == windows_of(synced).count() and "Ruffed Grouse drumming" not in {r["Common Name"] for r in rows}
+    run("export_detections", "--recording", field_recording.uuid, "--format", "csv", "--output", tmp_path / "r.csv")
+    assert "Ruffed Grouse drumming" not in {row["Common name"] for row in csv_rows(tmp_path / "r.csv")}
+
+
+def test_a_jobs_unfinished_recordings_get_no_table_and_are_reported(synced, field_recording, tmp_path):
+    JobRecording.objects.filter(job=synced, recording=field_recording).update(status=JobRecording.Status.FAILED)
+    output = run("export_detections", "--job", synced.uuid, "--format", "raven", "--output", tmp_path)
+    assert [table.name for table in tmp_path.rglob("*.txt")] == ["rugr_drum.BirdNET.selection.table.txt"]
+    assert "1 of the job's recordings are not done (failed, cancelled or pending): nothing exported for them" in output
+
+
+@pytest.mark.parametrize(
+    "target, message",
+    [
+        (["--dataset", "Field season"], "--dataset: no job with detections has completed on dataset 'Field season'"),
+        (["--recording", "{recording}"], "--recording: no job with detections has completed on recording"),
+        (["--recording", "1min"], "--recording: '1min' is not a UUID"),
+        (["--job", "00000000-0000-0000-0000-000000000000"], "--job: no inference job with UUID"),
+        (["--job", "last"], "--job: 'last' is not a UUID"),
+    ],
+)
+def test_export_without_a_job_to_export_names_the_option(field_recording, user, tmp_path, target, message):
+    services.create_job(model_name="birdnet", dataset=field_recording.dataset, by=user)  # pending: nothing yet
+    target = [value.format(recording=field_recording.uuid) for value in target]
+    with pytest.raises(CommandError) as refused:
+        run("export_detections", *target, "--format", "raven", "--output", tmp_path)
+    assert str(refused.value).startswith(message)

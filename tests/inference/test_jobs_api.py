@@ -1,20 +1,25 @@
-"""The inference jobs API (seed-design.md §5.1): validation, permissions, start/cancel/retry, list and detail.
+"""The inference jobs API (seed-design.md §5.1): validation, permissions, start/cancel/retry, list and detail,
+and a job's own detections.
 
-No model runs here (inference is tested in test_jobs.py) except in the one test that runs a job
+No model runs here (inference is tested in test_jobs.py) except in the tests that run jobs
 synchronously; starting a job only queues django-q2 tasks on the ORM broker.
 """
 
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django_q.models import OrmQ
 from rest_framework.test import APIClient
 
+from echoroo.models import SPECIES, Clip, ClipPrediction, ClipPredictionTag, ModelRun, Tag
 from inference import services
 from inference.api.serializers import FAILED_RECORDINGS_SHOWN, InferenceConfigSerializer
-from inference.config import FIELD_NAMES
+from inference.config import FIELD_NAMES, InferenceConfig
 from inference.models import InferenceJob, JobRecording
 
 pytestmark = pytest.mark.django_db
@@ -63,6 +68,7 @@ def post_job(client: APIClient, **body):
         ("delete", "{job}"),
         ("post", "{job}start/"),
         ("post", "{job}retry/"),
+        ("get", "{job}detections/"),
     ],
 )
 def test_anonymous_requests_are_refused(job, method, path):
@@ -401,10 +407,12 @@ def test_the_detail_shows_progress_counts_and_failed_recordings(stranger, job):
         "completed_at",
         "duration_s",
         "recordings",
+        "reused_recordings",
         "failed_recordings",
     }
     assert body["status"] == "completed" and body["created_by"] == "ecologist"
     assert body["recordings"] == {"pending": 0, "running": 0, "done": 1, "failed": 1, "cancelled": 0}
+    assert body["reused_recordings"] == 0
     assert body["failed_recordings"] == [
         {
             "recording": str(failed.recording.uuid),
@@ -445,6 +453,188 @@ def test_a_job_run_to_the_end_shows_completed_at_100_percent(api_client, field_r
     assert body["recordings"]["done"] == 1 and body["completed_at"] and body["duration_s"] > 0
 
 
+def test_the_detail_counts_the_recordings_that_reused_stored_output(api_client, job):
+    services.start_job(job)
+    JobRecording.objects.filter(job=job).update(status=JobRecording.Status.DONE)
+    JobRecording.objects.filter(pk=JobRecording.objects.filter(job=job).order_by("id")[0].pk).update(reused=True)
+    assert api_client.get(job_url(job)).json()["reused_recordings"] == 1
+
+
+def test_the_config_is_read_back_as_the_typed_settings(api_client, job):
+    # A config stored before a setting existed reads back with that setting's default.
+    InferenceJob.objects.filter(pk=job.pk).update(config={"confidence_threshold": 0.3})
+    config = api_client.get(job_url(job)).json()["config"]
+    assert config == InferenceConfig(confidence_threshold=0.3).as_json()
+
+
+# Detections
+
+WOOD_THRUSH = "Hylocichla mustelina_Wood Thrush"
+FIELD_SPARROW = "Spizella pusilla_Field Sparrow"
+
+
+def detect(job: InferenceJob, recording, start_s: float, scores: dict[str, float]) -> ClipPrediction:
+    """A window detection of the job: the clip at start_s (3 s), a species tag and score per label."""
+    clip, _ = Clip.objects.get_or_create(recording=recording, start_time=start_s, end_time=start_s + 3)
+    prediction = ClipPrediction.objects.create(clip=clip, model_run=job.model_run, job=job)
+    for label, score in scores.items():
+        tag, _ = Tag.objects.get_or_create(key=SPECIES, value=label)
+        ClipPredictionTag.objects.create(clip_prediction=prediction, tag=tag, score=score)
+    return prediction
+
+
+@pytest.fixture
+def detected(field_dataset, field_recording, user):
+    """Two BirdNET jobs with detections in the same windows of 1min.wav, and a classifier's score there."""
+    loose = services.create_job(
+        model_name="birdnet", dataset=field_dataset, by=user, config={"confidence_threshold": 0.1}
+    )
+    strict = services.create_job(model_name="birdnet", recording=field_recording, by=user)
+    drum = field_dataset.recordings.exclude(pk=field_recording.pk).get()
+    drum.recorded_at = datetime(2026, 4, 1, 5, 30, tzinfo=UTC)
+    drum.save(update_fields=["recorded_at"])
+    rows = {
+        "loose_0": detect(loose, field_recording, 0, {WOOD_THRUSH: 0.12, FIELD_SPARROW: 0.6}),
+        "loose_3": detect(loose, field_recording, 3, {WOOD_THRUSH: 0.3}),
+        "loose_drum": detect(loose, drum, 6, {FIELD_SPARROW: 0.2}),
+        "strict_0": detect(strict, field_recording, 0, {FIELD_SPARROW: 0.6}),
+    }
+    classifier = ModelRun.objects.create(
+        name="classifier", version="thrush-1", kind=ModelRun.Kind.CLASSIFIER, source=loose.model_run
+    )
+    score = ClipPrediction.objects.create(clip=rows["loose_0"].clip, model_run=classifier)
+    ClipPredictionTag.objects.create(clip_prediction=score, tag=Tag.objects.get(value=WOOD_THRUSH), score=0.99)
+    return {"loose": loose, "strict": strict, "drum": drum, "rows": rows}
+
+
+def detections(client: APIClient, job: InferenceJob, **query) -> list[dict]:
+    response = client.get(job_url(job, "detections"), query)
+    assert response.status_code == 200, response.content
+    return response.json()["results"]
+
+
+def test_a_job_lists_its_own_detections_only(api_client, detected, field_recording):
+    rows = detected["rows"]
+    loose = detections(api_client, detected["loose"])
+    assert [row["uuid"] for row in loose] == [str(rows[name].uuid) for name in ("loose_0", "loose_3", "loose_drum")]
+    assert {row["job"] for row in loose} == {str(detected["loose"].uuid)}
+    assert loose[0] == {
+        "uuid": str(rows["loose_0"].uuid),
+        "clip": {"uuid": str(rows["loose_0"].clip.uuid), "start_time": 0.0, "end_time": 3.0},
+        "recording": str(field_recording.uuid),
+        "model_run": {"uuid": str(detected["loose"].model_run.uuid), "name": "birdnet", "version": "2.4"},
+        "job": str(detected["loose"].uuid),
+        # Its own scores, best first: not the other job's, not the classifier's 0.99 on the same clip.
+        "tags": [
+            {"key": SPECIES, "value": FIELD_SPARROW, "score": 0.6},
+            {"key": SPECIES, "value": WOOD_THRUSH, "score": 0.12},
+        ],
+        "created_at": loose[0]["created_at"],
+    }
+    strict = detections(api_client, detected["strict"])
+    assert [(row["uuid"], row["job"]) for row in strict] == [(str(rows["strict_0"].uuid), str(detected["strict"].uuid))]
+
+
+@pytest.mark.parametrize(
+    "query, expected",
+    [
+        ({}, {"loose_0", "loose_3", "loose_drum"}),
+        ({"recording": "drum"}, {"loose_drum"}),
+        ({"species": WOOD_THRUSH}, {"loose_0", "loose_3"}),
+        ({"species__icontains": "SPIZELLA"}, {"loose_0", "loose_drum"}),
+        ({"min_score": "0.5"}, {"loose_0"}),
+        # One tag row carries both: the thrush's 0.12 is below 0.25, the sparrow in that window is not a thrush.
+        ({"species": WOOD_THRUSH, "min_score": "0.25"}, {"loose_3"}),
+        ({"start_time_min": "3"}, {"loose_3", "loose_drum"}),
+        ({"start_time_max": "3"}, {"loose_0", "loose_3"}),
+        ({"recorded_after": "2026-04-01T00:00:00Z"}, {"loose_drum"}),
+        ({"recorded_before": "2026-04-01T00:00:00Z"}, set()),
+    ],
+)
+def test_a_jobs_detections_filter_like_the_clip_predictions(api_client, detected, query, expected):
+    if query.get("recording") == "drum":
+        query["recording"] = str(detected["drum"].uuid)
+    found = {row["uuid"] for row in detections(api_client, detected["loose"], **query)}
+    assert found == {str(detected["rows"][name].uuid) for name in expected}
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("recording", "1min"),
+        ("min_score", "1.5"),
+        ("min_score", "most"),
+        ("start_time_min", "dawn"),
+        ("recorded_before", "last spring"),
+    ],
+)
+def test_a_bad_detection_filter_is_a_400_naming_it(api_client, detected, field, value):
+    response = api_client.get(job_url(detected["loose"], "detections"), {field: value})
+    assert response.status_code == 400
+    assert list(response.json()) == [field]
+
+
+@pytest.mark.parametrize("job_uuid", [str(uuid.uuid4()), "not-a-uuid"])
+def test_the_detections_of_no_job_are_a_404(api_client, detected, job_uuid):
+    assert api_client.get(f"{JOBS}{job_uuid}/detections/").status_code == 404
+
+
+def test_the_detections_page_by_cursor_in_a_few_queries_without_counting(
+    api_client, job, field_recording, django_assert_max_num_queries
+):
+    made = [detect(job, field_recording, n * 0.5, {WOOD_THRUSH: 0.5, FIELD_SPARROW: 0.4}) for n in range(120)]
+    seen: list[str] = []
+    url = job_url(job, "detections") + "?page_size=50"
+    with CaptureQueriesContext(connection) as queries:
+        while url:
+            with django_assert_max_num_queries(3):  # the job, the page, its tags
+                page = api_client.get(url).json()
+            assert "count" not in page and all(len(row["tags"]) == 2 for row in page["results"])
+            seen += [row["uuid"] for row in page["results"]]
+            url = page["next"]
+    assert seen == [str(prediction.uuid) for prediction in made]
+    assert not [query for query in queries if "COUNT(" in query["sql"].upper()]
+
+
+def test_the_browsable_api_renders_a_jobs_detections(client, user, detected):
+    client.force_login(user)
+    response = client.get(job_url(detected["loose"], "detections"), HTTP_ACCEPT="text/html")
+    assert response.status_code == 200 and b"<html" in response.content
+    assert WOOD_THRUSH in response.content.decode()
+
+
+def test_two_jobs_on_one_recording_keep_their_own_detections(api_client, field_recording):
+    """A second job at another threshold adds its own rows and changes none of the first's."""
+
+    def run(threshold: float) -> InferenceJob:
+        created = post_job(
+            api_client,
+            model_name="birdnet",
+            recording_uuid=str(field_recording.uuid),
+            config={"confidence_threshold": threshold, "store_embeddings": False},
+        )
+        job = InferenceJob.objects.get(uuid=created.json()["uuid"])
+        services.start_job(job, sync=True)
+        return job
+
+    def scores(rows: list[dict]) -> list[float]:
+        return [tag["score"] for row in rows for tag in row["tags"]]
+
+    loose = run(0.1)
+    before = detections(api_client, loose, page_size=1000)
+    assert before and min(scores(before)) < 0.25
+    strict = run(0.25)
+    after = detections(api_client, loose, page_size=1000)
+    assert after == before  # the same rows, uuids and scores
+    kept = detections(api_client, strict, page_size=1000)
+    assert kept and min(scores(kept)) >= 0.25 and len(scores(kept)) < len(scores(before))
+    assert {row["job"] for row in kept} == {str(strict.uuid)}
+    assert not {row["uuid"] for row in kept} & {row["uuid"] for row in before}
+    # The second job selected from the first's stored output: no model call.
+    assert api_client.get(job_url(strict)).json()["reused_recordings"] == 1
+    assert api_client.get(job_url(loose)).json()["reused_recordings"] == 0
+
+
 # Documentation
 
 
@@ -457,3 +647,27 @@ def test_the_schema_lists_the_jobs_endpoints(client):
     assert {"get", "post"} <= set(paths[JOBS])
     assert {"get", "delete"} <= set(paths[JOBS + "{uuid}/"])
     assert "post" in paths[JOBS + "{uuid}/start/"] and "post" in paths[JOBS + "{uuid}/retry/"]
+
+
+def test_the_schema_documents_the_detections_as_a_filtered_page_of_predictions(client):
+    schema = client.get("/api/schema/", {"format": "json"}).json()
+    listed = schema["paths"][JOBS + "{uuid}/detections/"]["get"]
+    assert {parameter["name"] for parameter in listed["parameters"]} == {
+        "uuid",
+        "recording",
+        "species",
+        "species__icontains",
+        "min_score",
+        "start_time_min",
+        "start_time_max",
+        "recorded_after",
+        "recorded_before",
+        "cursor",
+        "page_size",
+    }
+    page = listed["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
+    assert schema["components"]["schemas"][page]["properties"]["results"]["items"] == {
+        "$ref": "#/components/schemas/ClipPrediction"
+    }
+    assert "job" in schema["components"]["schemas"]["ClipPrediction"]["properties"]
+    assert "reused_recordings" in schema["components"]["schemas"]["InferenceJobDetail"]["properties"]

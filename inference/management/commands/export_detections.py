@@ -1,10 +1,12 @@
-"""Write a model run's detections as BirdNET-Analyzer does (see inference.exports for the formats)."""
+"""Write one job's detections as BirdNET-Analyzer does (see inference.exports for the formats)."""
 
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 
 from inference import exports
+from inference.models import InferenceJob
 
 # ExportError.field -> the option at fault.
 OPTIONS = {
@@ -19,17 +21,19 @@ OPTIONS = {
 
 class Command(BaseCommand):
     help = (
-        "Export a model run's results on a dataset, a recording or a job's recordings: Raven selection tables "
-        "(one per recording, into the folder --output), a CSV with BirdNET-Analyzer's columns (the file --output) "
-        "or Audacity labels (one per recording, into the folder --output). One row per window and species, "
-        "as BirdNET-Analyzer writes; --merged writes the merged detections instead."
+        "Export one job's detections: the job --job, or the newest completed job on --dataset or --recording. "
+        "Raven selection tables (one per recording, into the folder --output), a CSV with BirdNET-Analyzer's "
+        "columns (the file --output) or Audacity labels (one per recording, into the folder --output). One row "
+        "per window and species, as BirdNET-Analyzer writes; --merged writes the merged detections instead."
     )
 
     def add_arguments(self, parser):
         target = parser.add_mutually_exclusive_group(required=True)
-        target.add_argument("--dataset", metavar="NAME", help="every recording of the dataset")
-        target.add_argument("--recording", metavar="UUID", help="one recording")
-        target.add_argument("--job", metavar="UUID", help="the recordings of an inference job, with its model run")
+        target.add_argument("--dataset", metavar="NAME", help="the newest completed job on the dataset")
+        target.add_argument(
+            "--recording", metavar="UUID", help="the newest completed job that finished the recording, on it only"
+        )
+        target.add_argument("--job", metavar="UUID", help="this inference job, whatever its status")
         parser.add_argument("--format", required=True, choices=exports.FORMATS, dest="file_format")
         parser.add_argument(
             "--output", required=True, type=Path, metavar="PATH", help="a folder (raven, audacity) or a file (csv)"
@@ -37,8 +41,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--model-run",
             metavar="ID",
-            help='id, UUID or name ("birdnet 2.4", "perch") of the model run; needed only where several '
-            "model runs have results on these recordings",
+            help='id, UUID or name ("birdnet 2.4", "perch") of a model run: with --dataset or --recording, the '
+            "newest completed job of that model run",
         )
         parser.add_argument(
             "--min-score", type=float, default=0.0, metavar="X", help="only rows scoring X or more (default 0)"
@@ -51,16 +55,34 @@ class Command(BaseCommand):
         if not 0 <= min_score <= 1:
             raise CommandError(f"--min-score: must be in [0, 1], got {min_score:g}")
         try:
-            scope = exports.scope_of(dataset=dataset, recording=recording, job=job)
-            run = exports.model_run_of(scope, model_run, merged=merged)
+            scope = exports.scope_of(dataset=dataset, recording=recording, job=job, model_run=model_run)
+            if scope.chosen:
+                self.stdout.write(f"Exporting job {scope.job.uuid}, {scope.chosen}: {describe(scope.job)}")
             report = exports.export_detections(
-                scope, run, file_format=file_format, output=output, min_score=min_score, merged=merged
+                scope, file_format=file_format, output=output, min_score=min_score, merged=merged
             )
         except exports.ExportError as error:
             raise CommandError(f"{OPTIONS.get(error.field, error.field)}: {error}") from error
         what = "merged detections" if merged else "window predictions"
         where = output if file_format == "csv" else f"{len(report.files)} files in {output}"
         self.stdout.write(
-            f"Wrote {report.rows} {what} of {run} on {report.recordings} recordings to {where}",
+            f"Wrote {report.rows} {what} of {scope.job.model_run} (job {scope.job.uuid}) on {report.recordings} "
+            f"recordings to {where}",
             self.style.SUCCESS,
         )
+        if scope.unfinished:
+            self.stdout.write(
+                f"{scope.unfinished} of the job's recordings are not done (failed, cancelled or pending): "
+                "nothing exported for them",
+                self.style.WARNING,
+            )
+
+
+def describe(job: InferenceJob) -> str:
+    """A job as a person picks it out: model, when it finished, the settings that decide its detections."""
+    config = job.settings
+    finished = f"completed {timezone.localtime(job.completed_at):%Y-%m-%d %H:%M}" if job.completed_at else job.status
+    return (
+        f"{job.model_run}, {finished}, confidence threshold {config.confidence_threshold:g}, "
+        f"sensitivity {config.sensitivity:g}, overlap {config.overlap:g} s"
+    )
