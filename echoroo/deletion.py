@@ -1,4 +1,4 @@
-"""Deleting datasets, recordings and model runs in one DELETE, cascading in PostgreSQL.
+"""Deleting datasets, recordings, model runs and inference jobs in one DELETE, cascading in PostgreSQL.
 
 The foreign keys below them cascade in the database (echoroo.cascades), so a dataset with
 millions of clips, predictions and embeddings goes in one statement instead of Django reading
@@ -44,12 +44,20 @@ def _running_classifiers(q: Q):
 
 def what_goes_with(model: type[Model], pks: list[int]) -> dict[str, int]:
     """How many rows of each kind a deletion takes with it (kinds with none left out)."""
+    from inference.models import InferenceJob
+
     if model is Dataset:
         through = {"recording__dataset__in": pks}
         counts = {"recordings": Recording.objects.filter(dataset__in=pks)}
     elif model is Recording:
         through = {"recording__in": pks}
         counts = {}
+    elif model is InferenceJob:
+        counts = {
+            "window detections": ClipPrediction.objects.filter(job__in=pks),
+            "merged detections": SoundEventPrediction.objects.filter(job__in=pks),
+        }
+        return {label: n for label, queryset in counts.items() if (n := queryset.count())}
     elif model is ModelRun:
         from classifiers.models import Classifier
 
@@ -85,6 +93,9 @@ def obstacles(model: type[Model], pks: list[int]) -> list[str]:
         )
     elif model is Recording:
         running = _running_inference(Q(recording__in=pks) | Q(job_recordings__recording__in=pks))
+    elif model is InferenceJob:
+        running = InferenceJob.objects.filter(pk__in=pks, status=InferenceJob.Status.RUNNING)
+        return [f"inference job {job.uuid} is running: cancel it first" for job in running.order_by("pk")]
     elif model is ModelRun:
         named = InferenceJob.objects.filter(model_run__in=pks).order_by("pk")
         found = [f"inference job {job.uuid} ({job.status}) used this model run: delete the job first" for job in named]
@@ -107,9 +118,21 @@ def delete(model: type[Model], pks: list[int]) -> int:
         if refused:
             raise DeletionRefused("; ".join(refused))
         with connection.cursor() as cursor:
+            if model._meta.label == "inference.InferenceJob":
+                delete_sound_events_of_jobs(cursor, pks)
             if model is ModelRun:
                 for kind in TABLES:
                     for pk in pks:
                         cursor.execute(f"DROP INDEX IF EXISTS {index_name(kind, pk)}")
             cursor.execute(f"DELETE FROM {model._meta.db_table} WHERE id = ANY(%s)", [pks])
             return cursor.rowcount
+
+
+def delete_sound_events_of_jobs(cursor, job_ids: list[int]) -> None:
+    """A job's merged detections are sound events made for it: they go with it (its other rows cascade
+    from the job itself; the model's raw output and the embeddings stay, they are the model run's)."""
+    cursor.execute(
+        "DELETE FROM echoroo_soundevent WHERE id IN "
+        "(SELECT sound_event_id FROM echoroo_soundeventprediction WHERE job_id = ANY(%s))",
+        [job_ids],
+    )

@@ -238,6 +238,9 @@ class RecordingOutput(models.Model):
     model_run = models.ForeignKey(ModelRun, on_delete=models.CASCADE, related_name="recording_outputs")
     overlap = models.FloatField(help_text="Seconds shared by consecutive windows.")
     windows = models.PositiveIntegerField()
+    # Windows that had a label at or above the floor (the others have no ClipOutput row): what a read
+    # must find, else rows went missing since (deleted by hand) and the model runs again.
+    outputs = models.PositiveIntegerField(default=0)
     floor_logit = models.FloatField(help_text="Every label with a logit at least this is stored.")
     embeddings = models.BooleanField(default=False, help_text="Every window's embedding is stored too.")
     created_at = models.DateTimeField(auto_now_add=True)

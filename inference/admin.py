@@ -14,7 +14,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from echoroo.admin import BigTableAdmin, DatasetAdmin, RecordingAdmin, changelist_link
+from echoroo.admin import BigTableAdmin, DatasetAdmin, DeletesInDatabase, RecordingAdmin, changelist_link
 from echoroo.models import ClipPrediction, Dataset, Recording, SoundEventPrediction
 from inference import services
 from inference.config import FIELD_NAMES, ConfigError
@@ -215,7 +215,7 @@ def recording_states(job: InferenceJob) -> dict:
 
 
 @admin.register(InferenceJob)
-class InferenceJobAdmin(BigTableAdmin):
+class InferenceJobAdmin(DeletesInDatabase, BigTableAdmin):
     list_display = (
         "model_label",
         "target",

@@ -110,11 +110,8 @@ class JobRecording(models.Model):
 
 @receiver(pre_delete, sender=InferenceJob)
 def delete_the_jobs_sound_events(sender, instance: InferenceJob, **kwargs) -> None:
-    """A job's merged detections are sound events made for it: they go with the job (its other rows
-    cascade from the job itself; the model's raw output and embeddings stay, they are the model run's)."""
+    """Deleting a job through the ORM takes its sound events too, as echoroo.deletion does."""
+    from echoroo.deletion import delete_sound_events_of_jobs
+
     with connection.cursor() as cursor:
-        cursor.execute(
-            "DELETE FROM echoroo_soundevent WHERE id IN "
-            "(SELECT sound_event_id FROM echoroo_soundeventprediction WHERE job_id = %s)",
-            [instance.pk],
-        )
+        delete_sound_events_of_jobs(cursor, [instance.pk])

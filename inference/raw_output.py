@@ -14,6 +14,7 @@ from django.db import connection
 
 from echoroo.audio import window_spans
 from echoroo.models import SPECIES, RecordingOutput
+from embeddings.models import ClipEmbedding
 from inference.selection import WindowOutputs
 
 
@@ -63,13 +64,22 @@ def write_outputs(
         written = cursor.rowcount
     cursor.execute(
         "INSERT INTO echoroo_recordingoutput "
-        "(recording_id, model_run_id, overlap, windows, floor_logit, embeddings, created_at) "
-        "VALUES (%s, %s, %s, %s, %s, %s, now()) "
+        "(recording_id, model_run_id, overlap, windows, outputs, floor_logit, embeddings, created_at) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, now()) "
         "ON CONFLICT (recording_id, model_run_id, overlap) DO UPDATE SET "
         " windows = excluded.windows,"
+        " outputs = GREATEST(echoroo_recordingoutput.outputs, excluded.outputs),"
         " floor_logit = LEAST(echoroo_recordingoutput.floor_logit, excluded.floor_logit),"
         " embeddings = echoroo_recordingoutput.embeddings OR excluded.embeddings",
-        [recording_id, model_run_id, float(overlap_s), outputs.windows, float(floor_logit), bool(embeddings)],
+        [
+            recording_id,
+            model_run_id,
+            float(overlap_s),
+            outputs.windows,
+            int(np.count_nonzero(np.diff(kept.offsets))),
+            float(floor_logit),
+            bool(embeddings),
+        ],
     )
     return written
 
@@ -81,6 +91,10 @@ def reusable_output(
     stored = RecordingOutput.objects.filter(recording=recording, model_run_id=model_run_id, overlap=overlap_s).first()
     if stored is None or stored.floor_logit > min_logit or (needs_embeddings and not stored.embeddings):
         return None
+    if needs_embeddings and ClipEmbedding.objects.filter(
+        clip__recording=recording, model_run_id=model_run_id
+    ).count() < (stored.windows):
+        return None  # embeddings deleted since: the model runs again and stores them
     stored.recording = recording
     return stored
 
@@ -104,6 +118,9 @@ def read_outputs(
             [recording.pk, stored.model_run_id],
         )
         by_span = {(start, end): (tags, logits) for start, end, tags, logits in cursor.fetchall()}
+        found = sum(span in by_span for span in spans)
+        if found < stored.outputs:
+            raise LookupError(f"{recording.path}: {found} windows with stored output, {stored.outputs} when stored")
         tag_ids = sorted({tag for tags, _ in by_span.values() for tag in tags})
         cursor.execute("SELECT id, value FROM echoroo_tag WHERE id = ANY(%s)", [tag_ids])
         name_of_tag = dict(cursor.fetchall())
@@ -114,13 +131,13 @@ def read_outputs(
     labels, logits = [], []
     empty = (np.zeros(0, np.int64), np.zeros(0, np.float32))
     for span in spans:
-        found = by_span.get(span)
-        if found is None:
+        row = by_span.get(span)
+        if row is None:
             labels.append(empty[0])
             logits.append(empty[1])
         else:
-            labels.append(np.array([index_of_tag[tag] for tag in found[0]], dtype=np.int64))
-            logits.append(np.array(found[1], dtype=np.float32))
+            labels.append(np.array([index_of_tag[tag] for tag in row[0]], dtype=np.int64))
+            logits.append(np.array(row[1], dtype=np.float32))
     starts = np.array([start for start, _ in spans], dtype=np.float64)
     ends = np.array([end for _, end in spans], dtype=np.float64)
     return starts, ends, WindowOutputs.from_lists(labels, logits)

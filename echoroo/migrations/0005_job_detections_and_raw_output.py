@@ -28,6 +28,7 @@ class Migration(migrations.Migration):
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('overlap', models.FloatField(help_text='Seconds shared by consecutive windows.')),
                 ('windows', models.PositiveIntegerField()),
+                ('outputs', models.PositiveIntegerField(default=0)),
                 ('floor_logit', models.FloatField(help_text='Every label with a logit at least this is stored.')),
                 ('embeddings', models.BooleanField(default=False, help_text="Every window's embedding is stored too.")),
                 ('created_at', models.DateTimeField(auto_now_add=True)),

@@ -119,11 +119,24 @@ def forward(apps, schema_editor) -> None:
             floor = _logit(threshold) / sensitivity
             cursor.execute(
                 "INSERT INTO echoroo_recordingoutput"
-                " (recording_id, model_run_id, overlap, windows, floor_logit, embeddings, created_at)"
-                " VALUES (%s, %s, %s, %s, %s, %s AND %s <= (SELECT count(*) FROM embeddings_clipembedding m"
-                "  JOIN echoroo_clip c ON c.id = m.clip_id WHERE c.recording_id = %s AND m.model_run_id = %s), now())"
+                " (recording_id, model_run_id, overlap, windows, outputs, floor_logit, embeddings, created_at)"
+                " SELECT %(recording)s, %(run)s, %(overlap)s, %(windows)s,"
+                "  (SELECT count(*) FROM echoroo_clipoutput o JOIN echoroo_clip c ON c.id = o.clip_id"
+                "   WHERE c.recording_id = %(recording)s AND o.model_run_id = %(run)s),"
+                "  %(floor)s,"
+                "  %(embeddings)s AND %(windows)s <= (SELECT count(*) FROM embeddings_clipembedding m"
+                "   JOIN echoroo_clip c ON c.id = m.clip_id WHERE c.recording_id = %(recording)s"
+                "   AND m.model_run_id = %(run)s),"
+                "  now()"
                 " ON CONFLICT DO NOTHING",
-                [recording_id, model_run_id, overlap, windows, floor, embeddings, windows, recording_id, model_run_id],
+                {
+                    "recording": recording_id,
+                    "run": model_run_id,
+                    "overlap": overlap,
+                    "windows": windows,
+                    "floor": floor,
+                    "embeddings": embeddings,
+                },
             )
 
 

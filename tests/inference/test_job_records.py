@@ -189,3 +189,17 @@ def test_the_stored_output_keeps_every_label_that_can_reach_the_floor(field_reco
     stored = sum(len(o.tags) for o in ClipOutput.objects.filter(clip__recording=field_recording))
     assert stored == expected > 0
     assert JobRecording.objects.filter(recording=field_recording, reused=False).count() == 1
+
+
+def test_stored_output_deleted_by_hand_is_not_trusted(field_dataset, counting):
+    first = run(field_dataset, FIRST)
+    expected = without_ids(window_rows(first))
+    ClipOutput.objects.filter(clip__recording__path__endswith="1min.wav").delete()
+    before = counting()
+    again = run(field_dataset, FIRST)
+    assert counting() > before
+    assert set(again.job_recordings.values_list("recording__path", "reused")) == {
+        ("Field_season/1min.wav", False),
+        ("Field_season/rugr_drum.wav", True),
+    }
+    assert without_ids(window_rows(again)) == expected

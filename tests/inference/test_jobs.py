@@ -306,3 +306,21 @@ def test_deleting_a_job_deletes_its_detections_not_the_raw_output(field_recordin
     second.delete()
     assert counts() == before
     assert ClipPrediction.objects.filter(job=first).count() == before["predictions"]
+
+
+def test_the_admin_deletes_a_finished_job_with_its_detections_and_refuses_a_running_one(
+    field_recording, admin_user_logged_in
+):
+    first = run(field_recording)
+    before = counts()
+    second = run(field_recording, confidence_threshold=0.5)
+    url = f"/admin/inference/inferencejob/{second.pk}/delete/"
+    page = admin_user_logged_in.get(url).content.decode()
+    assert f"{ClipPrediction.objects.filter(job=second).count()} window detections" in page
+    assert admin_user_logged_in.post(url, {"post": "yes"}).status_code == 302
+    assert not InferenceJob.objects.filter(pk=second.pk).exists()
+    assert counts() == before
+    InferenceJob.objects.filter(pk=first.pk).update(status=InferenceJob.Status.RUNNING)
+    response = admin_user_logged_in.post(f"/admin/inference/inferencejob/{first.pk}/delete/", {"post": "yes"})
+    assert "is running: cancel it first" in response.content.decode()
+    assert counts() == before

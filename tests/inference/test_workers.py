@@ -15,7 +15,7 @@ import soundfile as sf
 from django.conf import settings
 from django.db import connection
 
-from echoroo.models import Clip, ClipPredictionTag, SoundEventPrediction
+from echoroo.models import Clip, ClipOutput, ClipPredictionTag, RecordingOutput, SoundEvent, SoundEventPrediction
 from embeddings.models import ClipEmbedding
 from inference import services
 from inference.models import InferenceJob, JobRecording
@@ -106,17 +106,26 @@ def finished(job: InferenceJob) -> InferenceJob | None:
     return job if job.is_finished else None
 
 
-def rows() -> dict:
-    """Everything a job stores, as comparable values (no ids)."""
+def rows(job: InferenceJob | None = None) -> dict:
+    """Everything stored (a job's own detections, when given), as comparable values (no ids)."""
+    tags, detections = ClipPredictionTag.objects.all(), SoundEventPrediction.objects.all()
+    if job is not None:
+        tags, detections = tags.filter(clip_prediction__job=job), detections.filter(job=job)
     return {
         "clips": sorted(Clip.objects.values_list("recording__path", "start_time", "end_time")),
+        "raw": sorted(
+            (path, start, tuple(tag_ids), tuple(logits))
+            for path, start, tag_ids, logits in ClipOutput.objects.values_list(
+                "clip__recording__path", "clip__start_time", "tags", "logits"
+            )
+        ),
         "tags": sorted(
             (path, start, value, round(score, 6))
-            for path, start, value, score in ClipPredictionTag.objects.values_list(
+            for path, start, value, score in tags.values_list(
                 "clip_prediction__clip__recording__path", "clip_prediction__clip__start_time", "tag__value", "score"
             )
         ),
-        "detections": SoundEventPrediction.objects.count(),
+        "detections": detections.count(),
         "embeddings": ClipEmbedding.objects.count(),
     }
 
@@ -124,7 +133,8 @@ def rows() -> dict:
 def clean_run_rows(job: InferenceJob) -> dict:
     """The rows the same job gives when run in one process from scratch."""
     Clip.objects.all().delete()
-    SoundEventPrediction.objects.all().delete()
+    SoundEvent.objects.all().delete()
+    RecordingOutput.objects.all().delete()
     clean = services.create_job(
         model_name="birdnet",
         dataset=job.dataset,
@@ -132,7 +142,8 @@ def clean_run_rows(job: InferenceJob) -> dict:
         config=job.config,
     )
     assert services.start_job(clean, sync=True).status == InferenceJob.Status.COMPLETED
-    return rows()
+    assert not clean.job_recordings.filter(reused=True).exists()
+    return rows(clean)
 
 
 @pytest.fixture
@@ -157,7 +168,7 @@ def test_a_cluster_runs_a_job_to_completion(field_dataset, clusters, settings):
     assert job.status == InferenceJob.Status.COMPLETED and job.progress == 100
     assert set(job.job_recordings.values_list("status", flat=True)) == {JobRecording.Status.DONE}
     assert ClipEmbedding.objects.count() == 24
-    by_cluster = rows()
+    by_cluster = rows(job)
     assert by_cluster == clean_run_rows(job)
 
 
@@ -181,7 +192,7 @@ def test_a_worker_killed_mid_task_is_redone_once_with_the_same_rows(long_dataset
     long_one.refresh_from_db()
     assert long_one.status == JobRecording.Status.DONE and long_one.attempts == 2
     assert job.processed_clips == job.total_clips == 100 + 4
-    after_kill = rows()
+    after_kill = rows(job)
     assert after_kill["embeddings"] == 104
     assert after_kill == clean_run_rows(job)
 
@@ -221,9 +232,10 @@ def test_two_jobs_on_the_same_recordings_at_once_store_each_row_once(field_datas
     workers = {job.pk: set(job.job_recordings.values_list("worker", flat=True)) for job in jobs}
     assert all(len(found) == 1 for found in workers.values())
     assert workers[jobs[0].pk] != workers[jobs[1].pk], "two worker processes ran the two jobs"
-    both = rows()
-    assert both["embeddings"] == Clip.objects.count() > 0
-    assert both == clean_run_rows(jobs[0])
+    first, second = rows(jobs[0]), rows(jobs[1])
+    assert first["embeddings"] == Clip.objects.count() > 0
+    assert first == second, "the same settings, the same detections, each job its own"
+    assert first == clean_run_rows(jobs[0])
 
 
 @pytest.fixture

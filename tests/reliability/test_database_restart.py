@@ -43,6 +43,6 @@ def test_a_job_survives_a_database_restart_mid_task(long_dataset, clusters):  # 
     long_one.refresh_from_db()
     # The task waited for the database and went on: no second delivery was needed.
     assert long_one.attempts == 1
-    after_restart = rows()
+    after_restart = rows(job)
     assert after_restart["embeddings"] == 104
     assert after_restart == clean_run_rows(job)
