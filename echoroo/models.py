@@ -289,7 +289,7 @@ class ClipPrediction(models.Model):
 
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     # No single-column indexes on these foreign keys: the unique and the (model_run, clip) and
-    # (job, clip) indexes serve them, and each extra index slows every bulk load.
+    # (job, id) indexes serve them, and each extra index slows every bulk load.
     clip = models.ForeignKey(Clip, on_delete=models.CASCADE, related_name="predictions", db_index=False)
     model_run = models.ForeignKey(ModelRun, on_delete=models.CASCADE, related_name="clip_predictions", db_index=False)
     job = models.ForeignKey(
@@ -306,7 +306,10 @@ class ClipPrediction(models.Model):
         ordering = ["clip_id"]
         indexes = [
             models.Index(fields=["model_run", "clip"], name="clip_prediction_run_clip"),
-            models.Index(fields=["job", "clip"], name="clip_prediction_job_clip"),
+            # A job's detections in pages (by id), and the detections of every job in pages, past
+            # long runs of a classifier's scores.
+            models.Index(fields=["job", "id"], name="clip_prediction_job_id"),
+            models.Index(fields=["id"], condition=Q(job__isnull=False), name="clip_prediction_detection_id"),
         ]
         constraints = [
             models.UniqueConstraint(

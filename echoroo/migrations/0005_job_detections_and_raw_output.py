@@ -53,7 +53,11 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name='clipprediction',
-            index=models.Index(fields=['job', 'clip'], name='clip_prediction_job_clip'),
+            index=models.Index(fields=['job', 'id'], name='clip_prediction_job_id'),
+        ),
+        migrations.AddIndex(
+            model_name='clipprediction',
+            index=models.Index(condition=models.Q(('job__isnull', False)), fields=['id'], name='clip_prediction_detection_id'),
         ),
         migrations.AddIndex(
             model_name='soundeventprediction',

@@ -203,3 +203,29 @@ def test_stored_output_deleted_by_hand_is_not_trusted(field_dataset, counting):
         ("Field_season/rugr_drum.wav", True),
     }
     assert without_ids(window_rows(again)) == expected
+
+
+def test_the_first_jobs_api_list_export_and_summary_are_unchanged_by_a_second(field_dataset, api_client, tmp_path):
+    from django.core.management import call_command
+
+    from inference.queries import species_summary
+
+    def record(job, when: str) -> tuple:
+        listed, url = [], f"/api/v1/inference/jobs/{job.uuid}/detections/?page_size=1000"
+        while url:
+            page = api_client.get(url).json()
+            listed += page["results"]
+            url = page["next"]
+        for file_format in ("csv", "raven"):
+            output = tmp_path / when / f"detections.{file_format}"
+            call_command("export_detections", "--job", str(job.uuid), "--format", file_format, "--output", output)
+        exported = (tmp_path / when / "detections.csv").read_text()
+        tables = sorted((p.name, p.read_text()) for p in (tmp_path / when / "detections.raven").rglob("*.txt"))
+        return listed, exported, tables, list(species_summary(job))
+
+    first = run(field_dataset, FIRST)
+    before = record(first, "before")
+    assert before[0] and before[1].count("\n") > 10 and before[3]
+    for second in (SECOND_LIST, SECOND_PLACE):
+        run(field_dataset, second)
+    assert record(first, "after") == before
