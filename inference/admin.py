@@ -17,7 +17,7 @@ from django.utils.html import format_html, format_html_join
 from echoroo.admin import BigTableAdmin, DatasetAdmin, DeletesInDatabase, RecordingAdmin, changelist_link
 from echoroo.models import ClipPrediction, Dataset, Recording, SoundEventPrediction
 from inference import services
-from inference.config import FIELD_NAMES, ConfigError
+from inference.config import ConfigError
 from inference.forms import InferenceJobForm
 from inference.models import InferenceJob, JobRecording
 from inference.queries import (
@@ -305,8 +305,8 @@ class InferenceJobAdmin(DeletesInDatabase, BigTableAdmin):
 
     @admin.display(description="settings")
     def config_json(self, job: InferenceJob) -> str:
-        ordered = {name: job.config[name] for name in FIELD_NAMES if name in job.config} | job.config
-        return format_html("<pre>{}</pre>", json.dumps(ordered, indent=2))
+        # Every setting, in InferenceConfig's order, those the job left out at their defaults.
+        return format_html("<pre>{}</pre>", json.dumps(job.settings.as_json(), indent=2))
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         if obj is not None:

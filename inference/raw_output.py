@@ -36,7 +36,7 @@ def write_outputs(
     *,
     recording_id: int,
     model_run_id: int,
-    overlap_s: float,
+    overlap: float,
     clip_ids: np.ndarray,
     outputs: WindowOutputs,
     floor_logit: float,
@@ -74,7 +74,7 @@ def write_outputs(
         [
             recording_id,
             model_run_id,
-            float(overlap_s),
+            float(overlap),
             outputs.windows,
             int(np.count_nonzero(np.diff(kept.offsets))),
             float(floor_logit),
@@ -85,10 +85,10 @@ def write_outputs(
 
 
 def reusable_output(
-    recording, model_run_id: int, *, overlap_s: float, min_logit: float, needs_embeddings: bool
+    recording, model_run_id: int, *, overlap: float, min_logit: float, needs_embeddings: bool
 ) -> RecordingOutput | None:
     """The stored output a job can select from instead of running the model, if there is one."""
-    stored = RecordingOutput.objects.filter(recording=recording, model_run_id=model_run_id, overlap=overlap_s).first()
+    stored = RecordingOutput.objects.filter(recording=recording, model_run_id=model_run_id, overlap=overlap).first()
     if stored is None or stored.floor_logit > min_logit or (needs_embeddings and not stored.embeddings):
         return None
     if needs_embeddings and ClipEmbedding.objects.filter(

@@ -145,7 +145,7 @@ def _from_stored_output(
     stored = reusable_output(
         job_recording.recording,
         job_recording.job.model_run_id,
-        overlap_s=config.overlap,
+        overlap=config.overlap,
         min_logit=selection.min_logit,
         needs_embeddings=config.store_embeddings,
     )

@@ -77,7 +77,7 @@ def store_recording_results(
                 cursor,
                 recording_id=recording_id,
                 model_run_id=model_run_id,
-                overlap_s=config.overlap,
+                overlap=config.overlap,
                 clip_ids=clip_ids,
                 outputs=results.outputs,
                 floor_logit=results.floor_logit,
