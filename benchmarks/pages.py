@@ -7,11 +7,12 @@ Run by hand from the project root (it is not a test):
 It starts a throw-away embedded PostgreSQL server in a temporary directory (deleted at the
 end), writes a recording of --minutes by looping ../shared/data/1min.wav into a temporary
 AUDIO_ROOT, imports it, and loads a BirdNET-like model run in bulk: one 3-second clip per
-window, --detections species scores spread over the clips, a random 1,024-d embedding per clip,
-and a finished job on the recording. Each page is requested through Django's test client as a
-superuser: the median of --repeats requests after one warm-up, with the SQL queries of one
-request. Spectrograms are timed twice: drawn (a range not drawn before, each request) and
-cached. The last line of output is one JSON object with the figures.
+window, --detections species scores spread over the clips (the rows of a finished job on the
+recording: a job's detections are its own), a random 1,024-d embedding per clip. Each page is
+requested through Django's test client as a superuser: the median of --repeats requests after
+one warm-up, with the SQL queries of one request. Spectrograms are timed twice: drawn (a range
+not drawn before, each request) and cached. The last line of output is one JSON object with the
+figures.
 """
 
 from __future__ import annotations
@@ -101,7 +102,24 @@ def load(recording, n_detections: int):
     clips = Clip.objects.bulk_create(
         Clip(recording=recording, start_time=3.0 * i, end_time=3.0 * i + 3.0) for i in range(n_clips)
     )
-    predictions = ClipPrediction.objects.bulk_create(ClipPrediction(clip=clip, model_run=model_run) for clip in clips)
+    # A job's detections are its own: the pages show one job's rows.
+    now = timezone.now()
+    job = InferenceJob.objects.create(
+        model_run=model_run,
+        recording=recording,
+        status="completed",
+        progress=100.0,
+        total_clips=n_clips,
+        processed_clips=n_clips,
+        started_at=now,
+        completed_at=now,
+    )
+    JobRecording.objects.create(
+        job=job, recording=recording, status="done", total_clips=n_clips, processed_clips=n_clips
+    )
+    predictions = ClipPrediction.objects.bulk_create(
+        ClipPrediction(clip=clip, model_run=model_run, job=job) for clip in clips
+    )
     tags = Tag.objects.bulk_create(
         Tag(key=SPECIES_KEY, value=f"Genus species{i:02d}_Benchmark Bird {i:02d}") for i in range(SPECIES)
     )
@@ -117,20 +135,6 @@ def load(recording, n_detections: int):
     ClipPredictionTag.objects.bulk_create(rows, batch_size=5000)
     vectors = rng.standard_normal((n_clips, 1024)).astype(np.float32)
     store_embeddings("clip", np.array([clip.pk for clip in clips]), model_run.id, vectors)
-    now = timezone.now()
-    job = InferenceJob.objects.create(
-        model_run=model_run,
-        recording=recording,
-        status="completed",
-        progress=100.0,
-        total_clips=n_clips,
-        processed_clips=n_clips,
-        started_at=now,
-        completed_at=now,
-    )
-    JobRecording.objects.create(
-        job=job, recording=recording, status="done", total_clips=n_clips, processed_clips=n_clips
-    )
     with connection.cursor() as cursor:
         for table in ("echoroo_clip", "echoroo_clipprediction", "echoroo_clippredictiontag", "echoroo_tag"):
             cursor.execute(f"VACUUM ANALYZE {table}")
