@@ -229,17 +229,18 @@ class RealField(models.FloatField):
 class RecordingOutput(models.Model):
     """A model run's raw output on a whole recording at one window layout is stored.
 
-    Every window's labels with a logit of at least `floor_logit` are in ClipOutput (windows with
-    none have no row). A job whose threshold and sensitivity need no logit below the floor reads
-    its detections from there instead of running the model again.
+    Every window's labels with a logit of at least `floor_logit` are in ClipOutput (a row a window,
+    empty where none reaches it; migration 0006 rebuilt rows only for windows with some). A job
+    whose threshold and sensitivity need no logit below the floor reads its detections from there
+    instead of running the model again.
     """
 
     recording = models.ForeignKey(Recording, on_delete=models.CASCADE, related_name="model_outputs", db_index=False)
     model_run = models.ForeignKey(ModelRun, on_delete=models.CASCADE, related_name="recording_outputs")
     overlap = models.FloatField(help_text="Seconds shared by consecutive windows.")
     windows = models.PositiveIntegerField()
-    # Windows that had a label at or above the floor (the others have no ClipOutput row): what a read
-    # must find, else rows went missing since (deleted by hand) and the model runs again.
+    # Windows with a ClipOutput row when stored (all, except after migration 0006): what a read must
+    # find, else rows went missing since (deleted by hand) and the model runs again.
     outputs = models.PositiveIntegerField(default=0)
     floor_logit = models.FloatField(help_text="Every label with a logit at least this is stored.")
     embeddings = models.BooleanField(default=False, help_text="Every window's embedding is stored too.")

@@ -1,8 +1,9 @@
 """A model run's raw output in the database: written once per window (ClipOutput), read back for re-thresholding.
 
-Each window's labels with a logit at or above the floor are one row: its species tag ids and their
-float32 logits, as arrays. A RecordingOutput row says that a whole recording at one window layout
-(model run, overlap) is stored, down to which floor, and whether its embeddings are stored too.
+Each window the model scored is one row: the species tag ids of its labels with a logit at or
+above the floor and their float32 logits, as arrays (empty where none reaches it). A
+RecordingOutput row says that a whole recording at one window layout (model run, overlap) is
+stored, down to which floor, and whether its embeddings are stored too.
 """
 
 from __future__ import annotations
@@ -46,22 +47,27 @@ def write_outputs(
     """Store the windows' output at or above `floor_logit` (window i is clip_ids[i]); returns the rows written.
 
     A row already there is kept, unless this one is more complete (written at a lower floor, so a
-    superset of the same values): the output of a model on its audio never changes, it only grows.
+    superset of the same values) or exact where it was rebuilt from scores (migration 0006): the
+    output of a model on its audio never changes, it only grows.
     """
     kept = outputs.at_least(floor_logit)
     entry_clips = clip_ids[kept.window_of_entries()]
     entry_tags = [tag_of_label[label] for label in kept.labels.tolist()]
-    written = 0
-    if len(entry_clips):
-        cursor.execute(
-            "INSERT INTO echoroo_clipoutput (clip_id, model_run_id, tags, logits) "
-            "SELECT c, %s, array_agg(t ORDER BY n), array_agg(l ORDER BY n) "
-            "FROM unnest(%s::bigint[], %s::int[], %s::real[]) WITH ORDINALITY AS x(c, t, l, n) GROUP BY c "
-            "ON CONFLICT (clip_id, model_run_id) DO UPDATE SET tags = excluded.tags, logits = excluded.logits "
-            "WHERE cardinality(excluded.tags) > cardinality(echoroo_clipoutput.tags)",
-            [model_run_id, entry_clips.tolist(), entry_tags, kept.logits.tolist()],
-        )
-        written = cursor.rowcount
+    # A row for every window, empty where no label reaches the floor: the rows say which windows
+    # the model has scored (what backfilling embeddings and a read of the output rely on).
+    cursor.execute(
+        "INSERT INTO echoroo_clipoutput (clip_id, model_run_id, tags, logits) "
+        "SELECT w.c, %s, COALESCE(array_agg(e.t ORDER BY e.n) FILTER (WHERE e.n IS NOT NULL), '{}'),"
+        " COALESCE(array_agg(e.l ORDER BY e.n) FILTER (WHERE e.n IS NOT NULL), '{}') "
+        "FROM unnest(%s::bigint[]) AS w(c) "
+        "LEFT JOIN unnest(%s::bigint[], %s::int[], %s::real[]) WITH ORDINALITY AS e(c, t, l, n) ON e.c = w.c "
+        "GROUP BY w.c "
+        "ON CONFLICT (clip_id, model_run_id) DO UPDATE SET tags = excluded.tags, logits = excluded.logits "
+        "WHERE cardinality(excluded.tags) >= cardinality(echoroo_clipoutput.tags) "
+        "AND (excluded.tags, excluded.logits) IS DISTINCT FROM (echoroo_clipoutput.tags, echoroo_clipoutput.logits)",
+        [model_run_id, clip_ids.tolist(), entry_clips.tolist(), entry_tags, kept.logits.tolist()],
+    )
+    written = cursor.rowcount
     cursor.execute(
         "INSERT INTO echoroo_recordingoutput "
         "(recording_id, model_run_id, overlap, windows, outputs, floor_logit, embeddings, created_at) "
@@ -76,7 +82,7 @@ def write_outputs(
             model_run_id,
             float(overlap),
             outputs.windows,
-            int(np.count_nonzero(np.diff(kept.offsets))),
+            outputs.windows,
             float(floor_logit),
             bool(embeddings),
         ],

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
 
-from echoroo.models import Clip, ClipPrediction
+from echoroo.models import Clip, ClipOutput, ClipPrediction
 from embeddings.models import ClipEmbedding
 from inference import services
 
@@ -33,18 +33,20 @@ def stored_vectors() -> dict[tuple[int, float, float], np.ndarray]:
 
 
 def test_backfill_restores_the_embeddings_a_job_would_have_stored(field_dataset):
-    # At 0.9 some windows of 1min.wav have no prediction, hence no clip to embed. rugr_drum.wav lasts
-    # 10 s: its last window, 9-10 s, is zero-padded.
+    # At 0.9 some windows of 1min.wav have no detection, but the model scored every window (each has
+    # its raw output). rugr_drum.wav lasts 10 s: its last window, 9-10 s, is zero-padded.
     minute = field_dataset.recordings.get(path__endswith="1min.wav")
     drum = field_dataset.recordings.get(path__endswith="rugr_drum.wav")
     run_job(minute, store_embeddings=False, confidence_threshold=0.9)
     run_job(drum, store_embeddings=False, confidence_threshold=0.01)
     predicted = set(ClipPrediction.objects.values_list("clip__recording_id", "clip__start_time", "clip__end_time"))
     assert 0 < len(predicted) < 24 and (drum.pk, 9.0, 10.0) in predicted and not ClipEmbedding.objects.exists()
+    scored = set(ClipOutput.objects.values_list("clip__recording_id", "clip__start_time", "clip__end_time"))
+    assert len(scored) == 24 and predicted < scored
 
     assert "Added" in backfill("--model", "birdnet", "--batch-size", "4")
     backfilled = stored_vectors()
-    assert set(backfilled) == predicted  # the clips with predictions, and only those
+    assert set(backfilled) == scored  # the windows the model scored, and only those
 
     # What a job with embeddings stores for the same windows (to within halfvec's precision: a segment
     # resampled on its own may round a value to the neighbouring half-precision number).

@@ -5,7 +5,7 @@ from django.db.models import Exists, OuterRef, QuerySet
 from tqdm import tqdm
 
 from echoroo.audio import AudioError
-from echoroo.models import Clip, ClipPrediction, Dataset, ModelRun, Recording
+from echoroo.models import Clip, ClipOutput, ClipPrediction, Dataset, ModelRun, Recording
 from embeddings.models import ClipEmbedding
 from inference.config import MAX_BATCH_SIZE, InferenceConfig
 from inference.runner import load_runtime
@@ -14,9 +14,10 @@ from search.embedding import embed_clips
 
 
 def missing_clips(model_run: ModelRun, dataset: Dataset | None = None) -> QuerySet:
-    """Clips with a prediction of the model run and no embedding of it."""
+    """Clips with output or a detection of the model run and no embedding of it."""
     clips = Clip.objects.filter(
-        Exists(ClipPrediction.objects.filter(clip=OuterRef("pk"), model_run=model_run)),
+        Exists(ClipOutput.objects.filter(clip=OuterRef("pk"), model_run=model_run))
+        | Exists(ClipPrediction.objects.filter(clip=OuterRef("pk"), model_run=model_run)),
         ~Exists(ClipEmbedding.objects.filter(clip=OuterRef("pk"), model_run=model_run)),
     )
     return clips.filter(recording__dataset=dataset) if dataset is not None else clips
