@@ -316,9 +316,10 @@ class ClipPrediction(models.Model):
             models.UniqueConstraint(
                 fields=["clip", "model_run"], condition=Q(job__isnull=True), name="clip_prediction_unique_run"
             ),
-            models.UniqueConstraint(
-                fields=["clip", "job"], condition=Q(job__isnull=False), name="clip_prediction_unique_in_job"
-            ),
+            # Not partial (rows without a job never collide: NULLs are distinct), so that it also serves
+            # the cascade of a clip's deletion: without an index led by clip_id, deleting a dataset
+            # reads the whole table once per clip.
+            models.UniqueConstraint(fields=["clip", "job"], name="clip_prediction_unique_in_job"),
         ]
 
     def __str__(self) -> str:

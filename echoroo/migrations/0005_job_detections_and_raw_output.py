@@ -69,7 +69,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AddConstraint(
             model_name='clipprediction',
-            constraint=models.UniqueConstraint(condition=models.Q(('job__isnull', False)), fields=('clip', 'job'), name='clip_prediction_unique_in_job'),
+            constraint=models.UniqueConstraint(fields=('clip', 'job'), name='clip_prediction_unique_in_job'),
         ),
         migrations.AddField(
             model_name='clipoutput',
