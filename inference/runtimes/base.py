@@ -5,6 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -69,13 +70,23 @@ class ModelRuntime(ABC):
         """Indices of the labels likely at a place and week; None when the model has no range filter."""
         return None
 
-    def label_indices(self, names: Iterable[str]) -> frozenset[int]:
-        """Indices of a custom species list: full labels ("Turdus migratorius_American Robin") or scientific names."""
+    @cached_property
+    def label_index(self) -> dict[str, int]:
+        """Label name ("Turdus migratorius_American Robin") -> its index in the model's output."""
+        return {label.name: index for index, label in enumerate(self.labels)}
+
+    @cached_property
+    def _indices_by_name(self) -> dict[str, list[int]]:
         by_name: dict[str, list[int]] = {}
         for index, label in enumerate(self.labels):
             by_name.setdefault(label.name, []).append(index)
             if label.scientific_name != label.name:
                 by_name.setdefault(label.scientific_name, []).append(index)
+        return by_name
+
+    def label_indices(self, names: Iterable[str]) -> frozenset[int]:
+        """Indices of a custom species list: full labels ("Turdus migratorius_American Robin") or scientific names."""
+        by_name = self._indices_by_name
         wanted = [name.strip() for name in names if name.strip()]
         unknown = [name for name in wanted if name not in by_name]
         if unknown:
