@@ -83,6 +83,7 @@ INSTALLED_APPS = [
     "inference",
     "search",
     "classifiers",
+    "validation",
 ]
 
 MIDDLEWARE = [
