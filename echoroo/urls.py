@@ -12,6 +12,8 @@ urlpatterns = [
     path("api/v1/inference/", include("inference.api.urls")),
     path("api/v1/classifiers/", include("classifiers.api.urls")),
     path("classifiers/", include("classifiers.urls")),
+    path("api/v1/", include("validation.api.urls")),
+    path("validation/", include("validation.urls")),
     path("api/v1/", include("search.api.urls")),
     path("api/v1/", include("echoroo.api.urls")),
     path("api/v1/auth/", include("rest_framework.urls")),

@@ -1,0 +1,3 @@
+"""The threshold-set pages: list, create (from calibrations, by hand, from CSV), export."""
+
+urlpatterns: list = []
