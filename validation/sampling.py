@@ -1,7 +1,7 @@
 """A stratified, seeded random sample of a job's detections of one species, for review.
 
 The score range from the job's threshold to 1 is cut into bins of equal width; from each bin a few
-detections are drawn at random. "Random" is an order by a hash of the seed and the detection, so
+detections are drawn at random. "Random" is an order by a seeded hash of the detection, so
 the same seed draws the same sample (two reviewers can split it, or both review it), and a larger
 `per_bin` extends the smaller sample instead of drawing another.
 """
@@ -59,12 +59,12 @@ def review_sample(
             "  FROM echoroo_clippredictiontag t JOIN echoroo_clipprediction p ON p.id = t.clip_prediction_id"
             "  WHERE p.job_id = %(job)s AND t.tag_id = %(tag)s),"
             " ranked AS ("
-            "  SELECT *, row_number() OVER (PARTITION BY bin ORDER BY md5(%(seed)s || ':' || id::text)) AS draw"
+            "  SELECT *, row_number() OVER (PARTITION BY bin ORDER BY hashint8extended(id, %(seed)s), id) AS draw"
             "  FROM found)"
             " SELECT c.uuid, c.id, r.uuid, r.path, c.start_time, c.end_time, k.score, k.bin"
             " FROM ranked k JOIN echoroo_clip c ON c.id = k.clip_id JOIN echoroo_recording r ON r.id = c.recording_id"
             " WHERE k.draw <= %(per_bin)s ORDER BY k.bin, k.draw",
-            {"low": low, "bins": bins, "job": job.pk, "tag": species.pk, "seed": str(seed), "per_bin": per_bin},
+            {"low": low, "bins": bins, "job": job.pk, "tag": species.pk, "seed": int(seed), "per_bin": per_bin},
         )
         rows = cursor.fetchall()
     return [
