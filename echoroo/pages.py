@@ -20,6 +20,7 @@ from echoroo.models import ClipPredictionTag, Dataset, Recording
 from echoroo.spectrogram import SpectrogramParams
 from inference.models import InferenceJob
 from inference.queries import job_predictions, recording_jobs
+from validation.models import ThresholdSet, Verdict
 
 # The recording page shows this much of the spectrogram at a time; prev/next step by it.
 VIEW_S = 60.0
@@ -32,6 +33,15 @@ LABELS_PER_BOX = 4
 RECENT_JOBS = 10
 # The recording page's job picker lists this many jobs of the recording, newest first; ?job= reaches any other.
 JOB_CHOICES = 50
+# The threshold-set pickers list this many sets by name; ?thresholds= reaches any other.
+THRESHOLD_SET_CHOICES = 200
+# How a verdict reads beside a detection, in this order; "other" names the species instead.
+VERDICT_MARKS = {
+    Verdict.Value.CORRECT: ("✓", "correct"),
+    Verdict.Value.WRONG: ("✗", "wrong"),
+    Verdict.Value.UNSURE: ("?", "unsure"),
+    Verdict.Value.OTHER: ("→", ""),
+}
 
 
 # Pages need a logged-in user: anyone else goes to the login page (settings.LOGIN_URL) and comes back.
@@ -56,10 +66,30 @@ def clock(seconds: float) -> str:
     return f"{hours}:{minutes:02}:{rest:04.1f}" if hours else f"{minutes}:{rest:04.1f}"
 
 
+def pick_threshold_set(wanted: str) -> tuple[ThresholdSet | None, list[str], bool]:
+    """The threshold set ?thresholds= names (None: every detection), the set names to pick from, and whether the
+    name matched no set (the page then says so and filters nothing)."""
+    names = list(ThresholdSet.objects.order_by("name").values_list("name", flat=True)[:THRESHOLD_SET_CHOICES])
+    if not wanted:
+        return None, names, False
+    found = ThresholdSet.objects.filter(name=wanted).first()
+    if found is not None and found.name not in names:
+        names.append(found.name)
+    return found, names, found is None
+
+
 def recording_url(recording_uuid, start_s: float = 0.0, **params) -> str:
     """The recording page at a time (and, given, with a clip highlighted or filters set)."""
     query = {"t": f"{start_s:g}", **{name: value for name, value in params.items() if value not in (None, "")}}
     return reverse("recording", args=[recording_uuid]) + "?" + urlencode(query)
+
+
+def job_url(job: InferenceJob | None, threshold_set: ThresholdSet | None = None) -> str | None:
+    """A job's page, with the threshold set applied if one is given."""
+    if job is None:
+        return None
+    url = reverse("job", args=[job.uuid])
+    return f"{url}?{urlencode({'thresholds': threshold_set.name})}" if threshold_set else url
 
 
 def duration_text(seconds: float | None) -> str:
@@ -104,18 +134,23 @@ def home(request: HttpRequest) -> HttpResponse:
 # --- The recording page -------------------------------------------------------------------------
 
 
-def recording_scores(job: InferenceJob | None, recording: Recording) -> QuerySet:
-    """The job's species scores on the recording's clips (none without a job; never a classifier's scores)."""
+def recording_scores(
+    job: InferenceJob | None, recording: Recording, threshold_set: ThresholdSet | None = None
+) -> QuerySet:
+    """The job's species scores on the recording's clips, those passing the threshold set if one is given (none
+    without a job; never a classifier's scores)."""
     if job is None:
         return ClipPredictionTag.objects.none()
-    return job_predictions(job).filter(clip_prediction__clip__recording=recording)
+    return job_predictions(job, threshold_set).filter(clip_prediction__clip__recording=recording)
 
 
 def detection_rows(scores: QuerySet) -> QuerySet:
     """Species scores as the plain rows the boxes and the table show: one query, however many."""
     return scores.values(
         "score",
+        "tag_id",
         species=F("tag__value"),
+        clip_id=F("clip_prediction__clip_id"),
         clip_uuid=F("clip_prediction__clip__uuid"),
         start_time=F("clip_prediction__clip__start_time"),
         end_time=F("clip_prediction__clip__end_time"),
@@ -123,8 +158,9 @@ def detection_rows(scores: QuerySet) -> QuerySet:
 
 
 def detection_filters(request: HttpRequest) -> tuple[dict, Q]:
-    """The table's filters as given (to show in the form and keep in links) and as a Q; ?job= is pick_job's."""
-    given = {name: request.GET.get(name, "").strip() for name in ("job", "species", "min_score")}
+    """The table's filters as given (to show in the form and keep in links) and as a Q; ?job= is pick_job's,
+    ?thresholds= pick_threshold_set's."""
+    given = {name: request.GET.get(name, "").strip() for name in ("job", "thresholds", "species", "min_score")}
     condition = Q()
     if given["species"]:
         condition &= Q(tag__value=given["species"])
@@ -226,6 +262,36 @@ def boxes(rows: list[dict], view_from: float, view_to: float) -> list[dict]:
     return drawn
 
 
+def with_verdicts(rows: list[dict]) -> list[dict]:
+    """The rows, each with the verdicts on its detection (clip and species) grouped as they read: one query."""
+    given: dict[tuple[int, int], dict[tuple[str, str], list[str]]] = {}
+    if rows:
+        found = (
+            Verdict.objects.filter(
+                clip_id__in={row["clip_id"] for row in rows}, species_id__in={row["tag_id"] for row in rows}
+            )
+            .values_list("clip_id", "species_id", "verdict", "other_species__value", "reviewer__username")
+            .order_by("reviewer__username")
+        )
+        for clip_id, species_id, verdict, other_species, reviewer in found:
+            by_verdict = given.setdefault((clip_id, species_id), {})
+            by_verdict.setdefault((verdict, other_species or ""), []).append(reviewer)
+    order = list(VERDICT_MARKS)
+    for row in rows:
+        by_verdict = given.get((row["clip_id"], row["tag_id"]), {})
+        ordered = sorted(by_verdict.items(), key=lambda item: order.index(item[0][0]))
+        row["verdicts"] = [verdict_mark(verdict, other, reviewers) for (verdict, other), reviewers in ordered]
+    return rows
+
+
+def verdict_mark(verdict: str, other_species: str, reviewers: list[str]) -> dict:
+    """ "✓ correct (anna, ben)", "→ Veery (cat)": one verdict beside a detection, and who gave it."""
+    symbol, text = VERDICT_MARKS[verdict]
+    if verdict == Verdict.Value.OTHER:
+        text = species_names(other_species)[0]
+    return {"verdict": verdict, "symbol": symbol, "text": text, "reviewers": ", ".join(reviewers)}
+
+
 def decorate(row: dict, job: InferenceJob) -> dict:
     """Names and links the templates show for one detection row of the job."""
     common, scientific = species_names(row["species"])
@@ -254,13 +320,16 @@ def recording_page(request: HttpRequest, recording_uuid) -> HttpResponse:
         choice.label = job_label(choice)
     # Links (other minutes, pages, the table's times) stay on the job shown, even once a newer job follows.
     given["job"] = str(job.uuid) if job else ""
-    scores = recording_scores(job, recording)
+    threshold_set, threshold_set_names, unknown_thresholds = pick_threshold_set(given["thresholds"])
+    if unknown_thresholds:
+        given["thresholds"] = ""
+    scores = recording_scores(job, recording, threshold_set)
     rows = detection_rows(scores.filter(condition))
 
     overlapping = Q(clip_prediction__clip__start_time__lt=view_to, clip_prediction__clip__end_time__gt=view_from)
     in_view = [decorate(row, job) for row in rows.filter(overlapping)[:MAX_BOXES]]
     page = Paginator(rows, DETECTIONS_PER_PAGE).get_page(request.GET.get("page"))
-    page.object_list = [decorate(row, job) for row in page.object_list]
+    page.object_list = with_verdicts([decorate(row, job) for row in page.object_list])
 
     # The species filter's choices: what the job found on this recording.
     found = scores.values("tag__value").annotate(count=Count("id")).order_by("tag__value")
@@ -295,6 +364,10 @@ def recording_page(request: HttpRequest, recording_uuid) -> HttpResponse:
         "job": job,
         "jobs": jobs,
         "unknown_job": unknown_job,
+        "threshold_set": threshold_set,
+        "threshold_set_names": threshold_set_names,
+        "unknown_thresholds": request.GET.get("thresholds", "") if unknown_thresholds else "",
+        "job_url": job_url(job, threshold_set),
         "highlight": request.GET.get("clip", ""),
         "ticks": [
             {"left_pct": f"{100 * (t - view_from) / (view_to - view_from):.3f}", "label": clock(t).removesuffix(".0")}

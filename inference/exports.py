@@ -3,6 +3,10 @@
 A job's rows are its own (ClipPrediction.job, SoundEventPrediction.job): an export reads exactly one
 job's, whatever ran before or after it on the same recordings, and never a classifier's scores.
 
+A threshold set (validation.ThresholdSet) keeps only the detections at or above their species'
+threshold in it; `verified` only the windows a reviewer judged "correct" for the species, one row
+each, with the reviewers in a last column ("Reviewer").
+
 Rows come from one streamed query (a server-side cursor inside one transaction), so an export of
 millions of rows holds only a chunk of them in memory at a time.
 """
@@ -18,11 +22,14 @@ from pathlib import Path, PurePosixPath
 from typing import NamedTuple, TextIO
 
 from django.conf import settings
+from django.contrib.postgres.aggregates import StringAgg
 from django.db import transaction
-from django.db.models import Exists, F, OuterRef, QuerySet
+from django.db.models import Exists, F, OuterRef, QuerySet, Subquery
 
 from echoroo.models import ClipPredictionTag, Dataset, ModelRun, Recording, SoundEventPredictionTag
 from inference.models import InferenceJob, JobRecording
+from validation.models import ThresholdSet, Verdict
+from validation.services import passing
 
 FORMATS = ("raven", "csv", "audacity")
 
@@ -42,6 +49,8 @@ RAVEN_HEADER = (
     "File Offset (s)",
 )
 CSV_HEADER = ("Start (s)", "End (s)", "Scientific name", "Common name", "Confidence", "File")
+# The column a verified export adds at the end: who judged the detection correct.
+REVIEWER_COLUMN = "Reviewer"
 # BirdNET-Analyzer's file names, after the recording's path without its extension.
 RAVEN_SUFFIX = ".BirdNET.selection.table.txt"
 AUDACITY_SUFFIX = ".BirdNET.results.txt"
@@ -81,6 +90,7 @@ class Row(NamedTuple):
     high_hz: float | None
     label: str
     score: float
+    reviewers: str = ""  # verified exports: who judged it correct, by name
 
 
 @dataclass(frozen=True)
@@ -151,16 +161,36 @@ def _newest_completed(jobs: QuerySet, model_run: ModelRun | None, *, field: str,
     )
 
 
+def threshold_set_named(name: str) -> ThresholdSet:
+    """The threshold set of this name, or an error listing the sets."""
+    found = ThresholdSet.objects.filter(name=name).first()
+    if found is None:
+        names = [repr(n) for n in ThresholdSet.objects.order_by("name").values_list("name", flat=True)[:20]]
+        raise ExportError("thresholds", f"no threshold set named {name!r}; the sets are: {_listed(names)}")
+    return found
+
+
 def export_detections(
-    scope: Scope, *, file_format: str, output: Path, min_score: float = 0.0, merged: bool = False
+    scope: Scope,
+    *,
+    file_format: str,
+    output: Path,
+    min_score: float = 0.0,
+    merged: bool = False,
+    threshold_set: ThresholdSet | None = None,
+    verified: bool = False,
 ) -> ExportReport:
     """Write the scope's job's window detections (or merged detections) on the scope's recordings to `output`.
 
     raven and audacity write one file per recording of the scope into the folder `output` (a header
-    alone, or an empty file, where a recording has no rows); csv writes one file.
+    alone, or an empty file, where a recording has no rows); csv writes one file. With a threshold
+    set, only the rows passing it; `verified`, only windows judged correct, with a "Reviewer" column
+    (raven, csv; Audacity's labels have no room for one).
     """
     if file_format not in FORMATS:
         raise ExportError("format", f"unknown format {file_format!r}; the formats are: {', '.join(FORMATS)}")
+    if verified and merged:
+        raise ExportError("verified", "verdicts are given on windows, not on merged detections: leave out --merged")
     output = Path(output)
     if file_format == "csv":
         if output.is_dir():
@@ -173,17 +203,24 @@ def export_detections(
     # One transaction: a server-side cursor streams without being materialised, and the
     # rows and the list of recordings come from one snapshot.
     with transaction.atomic():
-        found = rows(scope, min_score=min_score, merged=merged)
+        found = rows(scope, min_score=min_score, merged=merged, threshold_set=threshold_set, verified=verified)
         if file_format == "csv":
             with output.open("w", newline="", encoding="utf-8") as out:
-                count, recordings = write_csv(found, out)
+                count, recordings = write_csv(found, out, reviewers=verified)
             return ExportReport(count, recordings, (output,))
-        return _write_per_recording(scope, found, output, file_format)
+        return _write_per_recording(scope, found, output, file_format, reviewers=verified)
 
 
-def rows(scope: Scope, *, min_score: float = 0.0, merged: bool = False) -> Iterator[Row]:
-    """The job's rows on the scope's recordings at or above `min_score`, by recording, start time, then score
-    (best first); streamed."""
+def rows(
+    scope: Scope,
+    *,
+    min_score: float = 0.0,
+    merged: bool = False,
+    threshold_set: ThresholdSet | None = None,
+    verified: bool = False,
+) -> Iterator[Row]:
+    """The job's rows on the scope's recordings at or above `min_score` (and their species' threshold in the set,
+    given one; judged correct, if `verified`), by recording, start time, then score (best first); streamed."""
     if merged:
         model, prediction, span = SoundEventPredictionTag, "sound_event_prediction", "sound_event"
     else:
@@ -193,11 +230,20 @@ def rows(scope: Scope, *, min_score: float = 0.0, merged: bool = False) -> Itera
     columns = [f"{recording}_id", f"{recording}__path", f"{recording}__samplerate"]
     columns += [f"{span}__start_time", f"{span}__end_time"]
     box = [f"{span}__low_freq", f"{span}__high_freq"] if merged else []  # windows have no frequency box
+    query = model.objects.filter(**{f"{prediction}__job": scope.job, f"{recording}__in": scope.recordings}).filter(
+        score__gte=min_score
+    )
+    if threshold_set is not None:
+        query = passing(query, threshold_set)
+    reviewers = []
+    if verified:
+        query = query.annotate(reviewers=correct_by(OuterRef(f"{span}_id"), OuterRef("tag_id"))).filter(
+            reviewers__isnull=False
+        )
+        reviewers = ["reviewers"]
     query = (
-        model.objects.filter(**{f"{prediction}__job": scope.job, f"{recording}__in": scope.recordings})
-        .filter(score__gte=min_score)
-        .order_by(f"{recording}__path", f"{recording}_id", f"{span}__start_time", "-score", "tag__value")
-        .values_list(*columns, *box, "tag__value", "score")
+        query.order_by(f"{recording}__path", f"{recording}_id", f"{span}__start_time", "-score", "tag__value")
+        .values_list(*columns, *box, "tag__value", "score", *reviewers)
         .iterator(chunk_size=CHUNK_ROWS)
     )
     if merged:
@@ -205,32 +251,42 @@ def rows(scope: Scope, *, min_score: float = 0.0, merged: bool = False) -> Itera
     return (Row(*values[:5], None, None, *values[5:]) for values in query)
 
 
-def write_csv(found: Iterable[Row], out: TextIO) -> tuple[int, int]:
-    """BirdNET-Analyzer's CSV: every recording in one file; returns (rows, recordings)."""
+def correct_by(clip_id, species_id) -> Subquery:
+    """The names of the reviewers who judged the clip correct for the species ("anna, ben"); NULL when none did."""
+    correct = Verdict.objects.filter(clip_id=clip_id, species_id=species_id, verdict=Verdict.Value.CORRECT)
+    names = StringAgg("reviewer__username", ", ", order_by="reviewer__username")
+    return Subquery(correct.order_by().values("species_id").annotate(names=names).values("names")[:1])
+
+
+def write_csv(found: Iterable[Row], out: TextIO, *, reviewers: bool = False) -> tuple[int, int]:
+    """BirdNET-Analyzer's CSV: every recording in one file (and who judged each row correct, if `reviewers`);
+    returns (rows, recordings)."""
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(CSV_HEADER)
+    writer.writerow(CSV_HEADER + ((REVIEWER_COLUMN,) if reviewers else ()))
     count, recordings, last = 0, 0, None
     for row in found:
         scientific_name, common_name = split_label(row.label)
-        writer.writerow(
-            [
-                _seconds(row.start_s),
-                _seconds(row.end_s),
-                scientific_name,
-                common_name,
-                f"{row.score:.4f}",
-                audio_path(row.recording_path),
-            ]
-        )
+        fields = [
+            _seconds(row.start_s),
+            _seconds(row.end_s),
+            scientific_name,
+            common_name,
+            f"{row.score:.4f}",
+            audio_path(row.recording_path),
+        ]
+        writer.writerow(fields + ([row.reviewers] if reviewers else []))
         count += 1
         recordings += row.recording_id != last
         last = row.recording_id
     return count, recordings
 
 
-def write_raven(found: Iterable[Row], out: TextIO, *, model_sample_rate: int | None = None) -> int:
-    """One recording's Raven selection table, as BirdNET-Analyzer writes it; returns the rows written."""
-    out.write("\t".join(RAVEN_HEADER) + "\n")
+def write_raven(
+    found: Iterable[Row], out: TextIO, *, model_sample_rate: int | None = None, reviewers: bool = False
+) -> int:
+    """One recording's Raven selection table, as BirdNET-Analyzer writes it (and who judged each row correct, if
+    `reviewers`); returns the rows written."""
+    out.write("\t".join(RAVEN_HEADER + ((REVIEWER_COLUMN,) if reviewers else ())) + "\n")
     count = 0
     for row in found:
         count += 1
@@ -242,6 +298,7 @@ def write_raven(found: Iterable[Row], out: TextIO, *, model_sample_rate: int | N
         start = _seconds(row.start_s)
         fields = (count, "Spectrogram 1", 1, start, _seconds(row.end_s), f"{low_hz:g}", f"{high_hz:g}")
         fields += (common_name, scientific_name, f"{row.score:.4f}", audio_path(row.recording_path), start)
+        fields += (row.reviewers,) if reviewers else ()
         out.write("\t".join(map(str, fields)) + "\n")
     return count
 
@@ -285,7 +342,9 @@ def detection_counts(job: InferenceJob) -> tuple[int, int]:
     return windows, detections
 
 
-def _write_per_recording(scope: Scope, found: Iterator[Row], folder: Path, file_format: str) -> ExportReport:
+def _write_per_recording(
+    scope: Scope, found: Iterator[Row], folder: Path, file_format: str, *, reviewers: bool = False
+) -> ExportReport:
     count, written, with_rows = 0, [], set()
     for (recording_id, recording_path), recording_rows in groupby(
         found, key=lambda row: (row.recording_id, row.recording_path)
@@ -293,7 +352,9 @@ def _write_per_recording(scope: Scope, found: Iterator[Row], folder: Path, file_
         path = _open_result(folder, recording_path, file_format)
         with path.open("w", newline="", encoding="utf-8") as out:
             if file_format == "raven":
-                count += write_raven(recording_rows, out, model_sample_rate=scope.job.model_run.sample_rate)
+                count += write_raven(
+                    recording_rows, out, model_sample_rate=scope.job.model_run.sample_rate, reviewers=reviewers
+                )
             else:
                 count += write_audacity(recording_rows, out)
         written.append(path)
@@ -304,7 +365,7 @@ def _write_per_recording(scope: Scope, found: Iterator[Row], folder: Path, file_
             path = _open_result(folder, recording_path, file_format)
             with path.open("w", newline="", encoding="utf-8") as out:
                 if file_format == "raven":
-                    write_raven((), out)
+                    write_raven((), out, reviewers=reviewers)
             written.append(path)
     return ExportReport(count, len(with_rows), tuple(written))
 

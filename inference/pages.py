@@ -29,6 +29,7 @@ from echoroo.pages import (
     jobs_queryset,
     may_start_jobs,
     page_login_required,
+    pick_threshold_set,
     recording_url,
     species_names,
     with_progress,
@@ -105,25 +106,35 @@ def job_progress(request: HttpRequest) -> JsonResponse:
 @require_GET
 @page_login_required
 def job_page(request: HttpRequest, job_uuid) -> HttpResponse:
-    """A job: its progress, settings, recordings (capped) and the species it found with links to the best clips."""
+    """A job: its progress, settings, recordings (capped) and the species it found with links to the best clips;
+    with ?thresholds=<set name>, only the detections passing that threshold set."""
     job = get_object_or_404(jobs_queryset().select_related("created_by"), uuid=job_uuid)
+    wanted_set = request.GET.get("thresholds", "").strip()
+    threshold_set, threshold_set_names, unknown_thresholds = pick_threshold_set(wanted_set)
+    # Links to the recordings keep the set applied.
+    thresholds = threshold_set.name if threshold_set else None
     states = recording_counts(job)
     total = sum(state["recordings"] for state in states)
     rows = shown_job_recordings(job, total, RECORDING_ROWS)
     for row in rows:
         # A recording the job finished opens on this job's detections; any other on its newest job's.
-        row.url = recording_url(row.recording.uuid, job=job.uuid if row.status == JobRecording.Status.DONE else None)
+        done = row.status == JobRecording.Status.DONE
+        row.url = recording_url(row.recording.uuid, job=job.uuid if done else None, thresholds=thresholds)
 
     def found() -> list[dict]:
-        summary = list(species_summary(job, TOP_SPECIES))
-        best = best_clips(job, [row["tag__value"] for row in summary])
+        summary = list(species_summary(job, TOP_SPECIES, threshold_set))
+        best = best_clips(job, [row["tag__value"] for row in summary], threshold_set=threshold_set)
         for row in summary:
             row["common_name"], row["scientific_name"] = species_names(row["tag__value"])
             row["best"] = [
                 {
                     **clip,
                     "url": recording_url(
-                        clip["recording_uuid"], clip["start_time"], clip=clip["clip_uuid"], job=job.uuid
+                        clip["recording_uuid"],
+                        clip["start_time"],
+                        clip=clip["clip_uuid"],
+                        job=job.uuid,
+                        thresholds=thresholds,
                     ),
                     # One recording: its times are enough; a dataset: the file's name too.
                     "label": clock(clip["start_time"])
@@ -148,6 +159,13 @@ def job_page(request: HttpRequest, job_uuid) -> HttpResponse:
         "config": sorted(job.config.items()),
         "can_change": job.can_be_changed_by(request.user),
         "can_retry": job.is_finished and any(state["status"] in ("failed", "cancelled") for state in states),
+        "threshold_set": threshold_set,
+        "threshold_set_names": threshold_set_names,
+        "unknown_thresholds": wanted_set if unknown_thresholds else "",
+        # The review and calibration pages (validation.review_pages) by path, and a set filled from this job.
+        "review_url": f"/validation/jobs/{job.uuid}/review/",
+        "calibration_url": f"/validation/jobs/{job.uuid}/calibration/",
+        "fill_thresholds_url": reverse("threshold-sets") + "?" + urlencode({"job": job.uuid}),
     }
     return render(request, "pages/job.html", context)
 

@@ -11,6 +11,8 @@ from django.db.models.functions import RowNumber
 
 from echoroo.models import SPECIES, ClipPredictionTag, Recording
 from inference.models import InferenceJob, JobRecording
+from validation.models import ThresholdSet
+from validation.services import passing
 
 TOP_SPECIES = 20
 BEST_CLIPS_PER_SPECIES = 3
@@ -18,29 +20,38 @@ BEST_CLIPS_PER_SPECIES = 3
 T = TypeVar("T")
 
 
-def species_summary(job: InferenceJob, limit: int = TOP_SPECIES) -> QuerySet:
-    """The species this job detected: its clip predictions of each and the best score, most first."""
+def species_summary(job: InferenceJob, limit: int = TOP_SPECIES, threshold_set: ThresholdSet | None = None) -> QuerySet:
+    """The species this job detected (those passing the threshold set, given one): its clip predictions of each and
+    the best score, most first."""
     return (
-        job_predictions(job)
+        job_predictions(job, threshold_set)
         .values("tag__value")
         .annotate(predictions=Count("id"), max_score=Max("score"))
         .order_by("-predictions", "-max_score", "tag__value")[:limit]
     )
 
 
-def job_predictions(job: InferenceJob) -> QuerySet:
-    """The species scores of this job's window detections, and of no other job's (nor a classifier's scores)."""
+def job_predictions(job: InferenceJob, threshold_set: ThresholdSet | None = None) -> QuerySet:
+    """The species scores of this job's window detections, and of no other job's (nor a classifier's scores);
+    given a threshold set, only those at or above their species' threshold in it."""
     # Other jobs of the same model run on the same recordings have their own rows, with their own
     # thresholds and sensitivities: reading by model run and recording would mix them in.
-    return ClipPredictionTag.objects.filter(tag__key=SPECIES, clip_prediction__job=job)
+    scores = ClipPredictionTag.objects.filter(tag__key=SPECIES, clip_prediction__job=job)
+    return scores if threshold_set is None else passing(scores, threshold_set)
 
 
-def best_clips(job: InferenceJob, species: list[str], per_species: int = BEST_CLIPS_PER_SPECIES) -> dict[str, list]:
-    """The highest-scored clips of each of these species on the job's recordings, best first (one query)."""
+def best_clips(
+    job: InferenceJob,
+    species: list[str],
+    per_species: int = BEST_CLIPS_PER_SPECIES,
+    threshold_set: ThresholdSet | None = None,
+) -> dict[str, list]:
+    """The highest-scored clips of each of these species on the job's recordings (passing the threshold set, given
+    one), best first (one query)."""
     if not species:
         return {}
     ranked = (
-        job_predictions(job)
+        job_predictions(job, threshold_set)
         .filter(tag__value__in=species)
         .annotate(rank=Window(RowNumber(), partition_by=[F("tag_id")], order_by=[F("score").desc(), F("id")]))
         .filter(rank__lte=per_species)

@@ -16,6 +16,8 @@ OPTIONS = {
     "model_run": "--model-run",
     "format": "--format",
     "output": "--output",
+    "thresholds": "--thresholds",
+    "verified": "--verified",
 }
 
 
@@ -24,7 +26,8 @@ class Command(BaseCommand):
         "Export one job's detections: the job --job, or the newest completed job on --dataset or --recording. "
         "Raven selection tables (one per recording, into the folder --output), a CSV with BirdNET-Analyzer's "
         "columns (the file --output) or Audacity labels (one per recording, into the folder --output). One row "
-        "per window and species, as BirdNET-Analyzer writes; --merged writes the merged detections instead."
+        "per window and species, as BirdNET-Analyzer writes; --merged writes the merged detections instead. "
+        "--thresholds keeps the rows passing a threshold set; --verified the windows a reviewer judged correct."
     )
 
     def add_arguments(self, parser):
@@ -50,20 +53,56 @@ class Command(BaseCommand):
         parser.add_argument(
             "--merged", action="store_true", help="the merged detections (overlapping windows joined), not windows"
         )
+        parser.add_argument(
+            "--thresholds",
+            metavar="NAME",
+            help="only rows at or above their species' threshold in this threshold set (its default for the others)",
+        )
+        parser.add_argument(
+            "--verified",
+            action="store_true",
+            help='only windows a reviewer judged "correct" for the species, one row each, with a last column '
+            '"Reviewer" naming who (raven, csv)',
+        )
 
-    def handle(self, *args, dataset, recording, job, file_format, output, model_run, min_score, merged, **options):
+    def handle(
+        self,
+        *args,
+        dataset,
+        recording,
+        job,
+        file_format,
+        output,
+        model_run,
+        min_score,
+        merged,
+        thresholds,
+        verified,
+        **options,
+    ):
         if not 0 <= min_score <= 1:
             raise CommandError(f"--min-score: must be in [0, 1], got {min_score:g}")
         try:
+            threshold_set = exports.threshold_set_named(thresholds) if thresholds is not None else None
             scope = exports.scope_of(dataset=dataset, recording=recording, job=job, model_run=model_run)
             if scope.chosen:
                 self.stdout.write(f"Exporting job {scope.job.uuid}, {scope.chosen}: {describe(scope.job)}")
             report = exports.export_detections(
-                scope, file_format=file_format, output=output, min_score=min_score, merged=merged
+                scope,
+                file_format=file_format,
+                output=output,
+                min_score=min_score,
+                merged=merged,
+                threshold_set=threshold_set,
+                verified=verified,
             )
         except exports.ExportError as error:
             raise CommandError(f"{OPTIONS.get(error.field, error.field)}: {error}") from error
         what = "merged detections" if merged else "window predictions"
+        if verified:
+            what = f"verified {what}"
+        if threshold_set is not None:
+            what += f" passing the threshold set {threshold_set.name!r}"
         where = output if file_format == "csv" else f"{len(report.files)} files in {output}"
         self.stdout.write(
             f"Wrote {report.rows} {what} of {scope.job.model_run} (job {scope.job.uuid}) on {report.recordings} "
