@@ -25,8 +25,14 @@ from echoroo.models import (
     Site,
     Tag,
 )
+from validation.models import ThresholdSet
+from validation.services import passing
 
 MIN_SCORE_HELP = "A tag scored at least this (0 to 1); with species, that species' tag."
+THRESHOLDS_HELP = (
+    "The name of a threshold set: only the windows with a tag at or above its species' threshold in the set "
+    "(the set's default for species it does not name), each listing only those tags."
+)
 
 
 def uuid_of(field_name: str, what: str) -> filters.UUIDFilter:
@@ -113,8 +119,8 @@ class WindowDetectionFilter(filters.FilterSet):
     """Filters of a list of window detections (ClipPrediction rows): where, when, which species, how sure."""
 
     recording = uuid_of("clip__recording", "recording")
-    # species, species__icontains and min_score are applied together in filter_queryset, so that
-    # with both a species and a minimum score it is one and the same tag row that matches both.
+    # species, species__icontains, min_score and thresholds are applied together in filter_queryset,
+    # so that with a species and a minimum score it is one and the same tag row that matches both.
     species = filters.CharFilter(
         field_name="tags__tag__value",
         method="applied_in_filter_queryset",
@@ -132,6 +138,17 @@ class WindowDetectionFilter(filters.FilterSet):
             min_value=0,
             max_value=1,
             help_text=MIN_SCORE_HELP,
+        )
+    )
+    thresholds = extend_schema_field({"type": "string", "description": THRESHOLDS_HELP})(
+        filters.ModelChoiceFilter(
+            queryset=ThresholdSet.objects.all(),
+            to_field_name="name",
+            method="applied_in_filter_queryset",
+            help_text=THRESHOLDS_HELP,
+            error_messages={
+                "invalid_choice": "no threshold set is named %(value)r; GET /api/v1/threshold-sets/ lists them"
+            },
         )
     )
     start_time_min = filters.NumberFilter(
@@ -158,6 +175,7 @@ class WindowDetectionFilter(filters.FilterSet):
             species=data.get("species") or None,
             species_contains=data.get("species__icontains") or None,
             min_score=data.get("min_score"),
+            threshold_set=data.get("thresholds"),
         )
 
 
@@ -183,9 +201,10 @@ def with_scored_tag(
     species: str | None = None,
     species_contains: str | None = None,
     min_score: Decimal | float | None = None,
+    threshold_set: ThresholdSet | None = None,
 ) -> QuerySet:
     """The predictions with one tag row that matches every condition given (all None: no filter)."""
-    if species is None and species_contains is None and min_score is None:
+    if species is None and species_contains is None and min_score is None and threshold_set is None:
         return predictions
     rows = ClipPredictionTag.objects.filter(clip_prediction=OuterRef("pk"))
     if species is not None:
@@ -194,7 +213,15 @@ def with_scored_tag(
         rows = rows.filter(tag__key=SPECIES, tag__value__icontains=species_contains)
     if min_score is not None:
         rows = rows.filter(score__gte=float(min_score))
+    if threshold_set is not None:
+        rows = passing(rows, threshold_set)
     return predictions.filter(Exists(rows))
+
+
+def chosen_threshold_set(request) -> ThresholdSet | None:
+    """The threshold set a list of detections names in ?thresholds= (its filter has checked the name)."""
+    name = request.query_params.get("thresholds")
+    return ThresholdSet.objects.filter(name=name).first() if name else None
 
 
 class ClipAnnotationFilter(filters.FilterSet):

@@ -16,6 +16,8 @@ from echoroo.models import (
     Site,
     Tag,
 )
+from validation.models import ThresholdSet
+from validation.services import passing
 
 
 def by_uuid(queryset=None, **kwargs) -> serializers.SlugRelatedField:
@@ -201,13 +203,14 @@ def datetime_text(value) -> str | None:
     return None if value is None else _datetime.to_representation(value)
 
 
-def scored_tags_of(prediction_ids: list[int]) -> dict[int, list[dict]]:
-    """The scored tags of these predictions, best score first, in one query."""
+def scored_tags_of(prediction_ids: list[int], threshold_set: ThresholdSet | None = None) -> dict[int, list[dict]]:
+    """The scored tags of these predictions, best score first, in one query; with a threshold set, those passing it."""
     tags: dict[int, list[dict]] = {pk: [] for pk in prediction_ids}
-    rows = (
-        ClipPredictionTag.objects.filter(clip_prediction_id__in=prediction_ids)
-        .order_by("clip_prediction_id", "-score", "tag__value")
-        .values_list("clip_prediction_id", "tag__key", "tag__value", "score")
+    rows = ClipPredictionTag.objects.filter(clip_prediction_id__in=prediction_ids)
+    if threshold_set is not None:
+        rows = passing(rows, threshold_set)
+    rows = rows.order_by("clip_prediction_id", "-score", "tag__value").values_list(
+        "clip_prediction_id", "tag__key", "tag__value", "score"
     )
     for prediction_id, key, value, score in rows:
         tags[prediction_id].append({"key": key, "value": value, "score": score})
@@ -217,7 +220,8 @@ def scored_tags_of(prediction_ids: list[int]) -> dict[int, list[dict]]:
 class ClipPredictionListSerializer(serializers.ListSerializer):
     def to_representation(self, data) -> list[dict]:
         rows = list(data)
-        tags = scored_tags_of([row["id"] for row in rows])
+        # A list filtered by a threshold set (?thresholds=) lists each row's tags that pass it.
+        tags = scored_tags_of([row["id"] for row in rows], self.context.get("threshold_set"))
         return [self.child.represent(row, tags[row["id"]]) for row in rows]
 
 

@@ -164,6 +164,9 @@ class ClipPredictionViewSet(viewsets.ReadOnlyModelViewSet):
         # job detections only, are the list's.
         return queryset if self.action == "retrieve" else super().filter_queryset(queryset)
 
+    def get_serializer_context(self) -> dict:
+        return {**super().get_serializer_context(), "threshold_set": filters.chosen_threshold_set(self.request)}
+
 
 class ClipAnnotationViewSet(
     mixins.CreateModelMixin,

@@ -13,7 +13,7 @@ from rest_framework.generics import get_object_or_404
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
-from echoroo.api.filters import WindowDetectionFilter
+from echoroo.api.filters import WindowDetectionFilter, chosen_threshold_set
 from echoroo.api.pagination import OldestFirstCursorPagination
 from echoroo.api.serializers import PREDICTION_ROW, ClipPredictionSerializer
 from echoroo.models import ClipPrediction
@@ -23,6 +23,7 @@ from inference.api.filters import InferenceJobFilter
 from inference.api.serializers import InferenceJobDetailSerializer, InferenceJobSerializer
 from inference.config import ConfigError
 from inference.models import InferenceJob
+from validation.api.jobs import JobValidationActions
 
 VALIDATION_ERROR = OpenApiResponse(
     description='Bad settings: {field: [message]}, with the config\'s settings under "config".'
@@ -49,6 +50,8 @@ JOB_ACCEPTED = OpenApiResponse(InferenceJobDetailSerializer, description="Accept
     ),
 )
 class InferenceJobViewSet(
+    # review-sample/, similar/ and evaluation/: a job's detections as the validation loop reads them.
+    JobValidationActions,
     mixins.CreateModelMixin,
     mixins.RetrieveModelMixin,
     mixins.ListModelMixin,
@@ -122,7 +125,8 @@ class InferenceJobViewSet(
         job = get_object_or_404(InferenceJob.objects.only("pk"), uuid=uuid)
         self.check_object_permissions(request, job)
         page = self.paginate_queryset(self.filter_queryset(self.get_queryset().filter(job=job)))
-        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+        context = {**self.get_serializer_context(), "threshold_set": chosen_threshold_set(request)}
+        return self.get_paginated_response(self.get_serializer(page, many=True, context=context).data)
 
     def _call(self, service, job: InferenceJob) -> InferenceJob:
         """Start or retry a job as the requesting user; a job in the wrong state is a 409."""

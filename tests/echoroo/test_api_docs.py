@@ -46,9 +46,45 @@ def test_the_schema_documents_the_prediction_filters(schema):
         "start_time_max",
         "recorded_after",
         "recorded_before",
+        "thresholds",
         "cursor",
         "page_size",
     }
+
+
+VALIDATION_PATHS = {
+    "/api/v1/verdicts/": {"get", "post"},
+    "/api/v1/verdicts/{uuid}/": {"get", "delete"},
+    "/api/v1/verdicts/bulk/": {"post"},
+    "/api/v1/calibration/": {"get"},
+    "/api/v1/threshold-sets/": {"get", "post"},
+    "/api/v1/threshold-sets/{uuid}/": {"get", "put", "patch", "delete"},
+    "/api/v1/threshold-sets/{uuid}/csv/": {"get"},
+    "/api/v1/threshold-sets/import/": {"post"},
+    "/api/v1/threshold-sets/from-calibration/": {"post"},
+    "/api/v1/inference/jobs/{uuid}/review-sample/": {"get"},
+    "/api/v1/inference/jobs/{uuid}/similar/": {"get"},
+    "/api/v1/inference/jobs/{uuid}/evaluation/": {"get"},
+}
+
+
+@pytest.mark.parametrize("path", VALIDATION_PATHS)
+def test_the_schema_lists_the_validation_endpoints(schema, path):
+    assert set(schema["paths"][path]) >= VALIDATION_PATHS[path]
+
+
+def test_the_schema_documents_the_validation_queries(schema):
+    paths = schema["paths"]
+
+    def parameters(path: str) -> set[str]:
+        return {p["name"] for p in paths[path]["get"].get("parameters", [])}
+
+    assert parameters("/api/v1/inference/jobs/{uuid}/review-sample/") >= {"species", "per_bin", "seed", "bins"}
+    assert parameters("/api/v1/inference/jobs/{uuid}/similar/") >= {"clip", "species", "limit"}
+    assert parameters("/api/v1/inference/jobs/{uuid}/evaluation/") >= {"thresholds"}
+    assert parameters("/api/v1/inference/jobs/{uuid}/detections/") >= {"thresholds"}
+    assert parameters("/api/v1/calibration/") >= {"job", "species"}
+    assert parameters("/api/v1/verdicts/") >= {"job", "species", "verdict", "reviewer", "cursor"}
 
 
 def test_the_schema_generates_without_warnings(tmp_path):

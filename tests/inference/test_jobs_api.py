@@ -662,6 +662,7 @@ def test_the_schema_documents_the_detections_as_a_filtered_page_of_predictions(c
         "start_time_max",
         "recorded_after",
         "recorded_before",
+        "thresholds",
         "cursor",
         "page_size",
     }
