@@ -33,12 +33,14 @@ def species_tag(name: str, *, field: str = "species", job: InferenceJob | None =
     if not name:
         raise ValidationError({field: "give a species: its scientific name or the model's full label"})
     tags = Tag.objects.filter(key=SPECIES)
-    found = list(tags.filter(value=name)) or list(tags.filter(value__startswith=f"{name}_"))
+    found = list(tags.filter(Q(value=name) | Q(value__startswith=f"{name}_")).order_by("value"))
     if job is not None and len(found) > 1:
         in_job = set(
             ClipPredictionTag.objects.filter(clip_prediction__job=job, tag__in=found).values_list("tag_id", flat=True)
         )
         found = [tag for tag in found if tag.pk in in_job] or found
+    if len(found) > 1 and (exact := [tag for tag in found if tag.value == name]):
+        found = exact  # a full label, or a bare class name (Perch) beside a BirdNET label of it
     if len(found) == 1:
         return found[0]
     if not found:

@@ -103,3 +103,15 @@ def test_a_threshold_set_keeps_each_species_above_its_own_threshold(job, reviewe
     assert sorted(kept.values_list("pk", flat=True)) == sorted(expected)
     assert services.thresholds_from_csv(services.thresholds_as_csv(chosen)) == {thrush.value: 0.9}
     assert ThresholdSet.objects.get().species.count() == 1
+
+
+def test_a_scientific_name_means_the_label_the_job_detected(job):
+    from echoroo.models import Tag
+
+    perch_label = Tag.objects.create(key="species", value=THRUSH)  # a bare class name, as Perch's labels are
+    assert services.species_tag(THRUSH, job=job).value == "Hylocichla mustelina_Wood Thrush"
+    assert services.species_tag(THRUSH) == perch_label
+    assert services.species_tag("Hylocichla mustelina_Wood Thrush").value.endswith("Wood Thrush")
+    with pytest.raises(services.ValidationError) as error:
+        services.species_tag("Nonexistent bird")
+    assert "species" in error.value.errors
