@@ -39,6 +39,8 @@ from inference.config import ConfigError
 from inference.forms import InferenceJobForm
 from inference.models import InferenceJob, JobRecording
 from inference.queries import best_clips, recording_counts, shown_job_recordings, species_summary, within_time_limit
+from validation.evaluation import evaluate_job
+from validation.models import ThresholdSet, Verdict
 
 JOBS_PER_PAGE = 50
 # The job page lists at most this many recordings (all of them, or the failed and running first).
@@ -156,6 +158,7 @@ def job_page(request: HttpRequest, job_uuid) -> HttpResponse:
         "recording_rows_are_all": total <= RECORDING_ROWS,
         "species": within_time_limit(found, SPECIES_TIME_LIMIT_MS),
         "species_limit": TOP_SPECIES,
+        "evaluation": within_time_limit(lambda: evaluation_table(job, threshold_set), SPECIES_TIME_LIMIT_MS),
         "config": sorted(job.config.items()),
         "can_change": job.can_be_changed_by(request.user),
         "can_retry": job.is_finished and any(state["status"] in ("failed", "cancelled") for state in states),
@@ -168,6 +171,41 @@ def job_page(request: HttpRequest, job_uuid) -> HttpResponse:
         "fill_thresholds_url": reverse("threshold-sets") + "?" + urlencode({"job": job.uuid}),
     }
     return render(request, "pages/job.html", context)
+
+
+def evaluation_table(job: InferenceJob, threshold_set: ThresholdSet | None) -> dict:
+    """The job page's evaluation: per species with verdicts, the counts, the share correct per score bin, the
+    threshold (the set's, else the job's) and the estimated precision of the detections at or above it."""
+    evaluation = evaluate_job(job, threshold_set)
+    rows = []
+    for species in evaluation.species:
+        common, scientific = species_names(species.species)
+        bins = []
+        for score_bin in species.bins:
+            share = score_bin.share_correct
+            judged = sum(n for verdict, n in score_bin.verdicts.items() if verdict != Verdict.Value.UNSURE)
+            bins.append(
+                {
+                    "share": f"{round(100 * share)}%" if share is not None else "–",
+                    "title": f"scores {score_bin.low:.2f}–{score_bin.high:.2f}: {score_bin.verdicts['correct']} of "
+                    f"{judged} judged correct (unsure left out), {score_bin.detections} detections",
+                }
+            )
+        rows.append(
+            {
+                "common_name": common,
+                "scientific_name": scientific,
+                "detections": species.detections,
+                "verdicts": species.verdicts,
+                "bins": bins,
+                "threshold": species.threshold,
+                "detections_at_threshold": species.detections_at_threshold,
+                "precision": species.precision_at_threshold,
+                "calibrated": species.calibration.thresholds if species.calibration else None,
+                "problem": species.calibration_problem,
+            }
+        )
+    return {"bin_edges": evaluation.bin_edges[:-1], "species": rows}
 
 
 def job_action(service, done: str):

@@ -9,12 +9,11 @@ from __future__ import annotations
 import csv
 import io
 import uuid
-from dataclasses import dataclass
 
 from django import forms
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Exists, OuterRef, Q
+from django.db.models import Count, Exists, OuterRef
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path
@@ -22,17 +21,22 @@ from django.utils import timezone
 from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from echoroo.models import ClipPrediction, ClipPredictionTag, Tag
-from echoroo.pages import page_login_required, species_names
+from echoroo.models import ClipPrediction
+from echoroo.pages import jobs_queryset, page_login_required, species_names
 from inference.models import InferenceJob
 from validation import services
-from validation.calibration import MIN_EACH, TARGETS, NoFit, TooFewVerdicts
-from validation.models import ThresholdSet, Verdict
+from validation.calibration import TARGETS
+from validation.evaluation import calibrated_thresholds
+from validation.models import ThresholdSet
 
 # A CSV of thresholds is a line per species: a few thousand lines at most.
 MAX_CSV_BYTES = 1_000_000
 # Jobs offered to fill a set from (those with verdicts on their detections), newest first.
 JOB_CHOICES = 100
+# How validation.evaluation.calibrated_thresholds says a species has no verdicts at all.
+NO_VERDICTS = "no verdicts"
+# The form grid's cells are narrow: long fields take their cell's width, no more.
+FULL_WIDTH = "width: 100%; box-sizing: border-box"
 TARGET_CHOICES = [(f"{target:g}", f"P(correct) ≥ {target:g}") for target in TARGETS]
 
 
@@ -45,13 +49,13 @@ class ThresholdSetForm(forms.Form):
     )
     thresholds = forms.CharField(
         required=False,
-        widget=forms.Textarea(attrs={"rows": 8, "cols": 48, "placeholder": "Hylocichla mustelina,0.62"}),
+        widget=forms.Textarea(attrs={"rows": 8, "style": FULL_WIDTH, "placeholder": "Hylocichla mustelina,0.62"}),
         help_text="One species,threshold per line: the scientific name or the model's full label.",
     )
     file = forms.FileField(
         required=False, help_text="Or a CSV file of species,threshold rows (a header row is optional)."
     )
-    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2, "cols": 48}))
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2, "style": FULL_WIDTH}))
 
     def clean(self) -> dict:
         data = super().clean()
@@ -121,13 +125,15 @@ def read_upload(form: forms.Form, upload) -> str | None:
 def jobs_with_verdicts():
     """Jobs with a verdict on at least one of their clips, newest first: those a calibration can be fitted for."""
     judged = ClipPrediction.objects.filter(job=OuterRef("pk"), clip__verdicts__isnull=False)
-    return InferenceJob.objects.filter(Exists(judged)).select_related("model_run").order_by("-created_at", "-pk")
+    return jobs_queryset().filter(Exists(judged)).order_by("-created_at", "-pk")
 
 
 class FromCalibrationsForm(forms.Form):
     """A new set from a job's calibrations: each species that can be fitted at the target, the default for the rest."""
 
-    job = forms.ModelChoiceField(queryset=InferenceJob.objects.none(), to_field_name="uuid")
+    job = forms.ModelChoiceField(
+        queryset=InferenceJob.objects.none(), to_field_name="uuid", widget=forms.Select(attrs={"style": FULL_WIDTH})
+    )
     target = forms.ChoiceField(choices=TARGET_CHOICES, initial="0.95")
     name = forms.CharField(max_length=200)
     default_threshold = forms.FloatField(
@@ -137,11 +143,11 @@ class FromCalibrationsForm(forms.Form):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         # The jobs listed are those with verdicts; any job named (a link from its page) is accepted.
-        self.fields["job"].queryset = InferenceJob.objects.select_related("model_run")
+        self.fields["job"].queryset = jobs_queryset()
         jobs = list(jobs_with_verdicts()[:JOB_CHOICES])
         named = str(self.initial.get("job") or "")
         if named and all(str(job.uuid) != named for job in jobs):
-            jobs += InferenceJob.objects.select_related("model_run").filter(uuid=safe_uuid(named))
+            jobs += jobs_queryset().filter(uuid=safe_uuid(named))
         self.fields["job"].choices = [("", "pick a job")] + [(job.uuid, job_choice_label(job)) for job in jobs]
 
 
@@ -153,62 +159,9 @@ def safe_uuid(text: str) -> uuid.UUID | None:
 
 
 def job_choice_label(job: InferenceJob) -> str:
+    target = job.dataset.name if job.dataset_id else job.recording.path
     created = timezone.localtime(job.created_at)
-    return f"{job.model_run.name} {job.model_run.version} · {created:%Y-%m-%d %H:%M} · job {job.uuid}"
-
-
-@dataclass(frozen=True)
-class Skipped:
-    species: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class CalibratedThresholds:
-    thresholds: dict[str, float]  # full label -> threshold at the target
-    skipped: list[Skipped]  # species with verdicts that could not be calibrated, and why
-    unjudged: int  # the job's species without a verdict: they take the default
-
-
-def calibrated_thresholds(job: InferenceJob, target: str) -> CalibratedThresholds:
-    """Each species of the job with enough verdicts: its threshold where the fitted P(correct) reaches `target`."""
-    detected = ClipPredictionTag.objects.filter(
-        clip_prediction__job=job, clip_prediction__clip_id=OuterRef("clip_id"), tag_id=OuterRef("species_id")
-    )
-    counts = (
-        Verdict.objects.filter(Exists(detected))
-        .values("species_id", "species__value")
-        .annotate(
-            correct=Count("id", filter=Q(verdict=Verdict.Value.CORRECT)),
-            wrong=Count("id", filter=Q(verdict__in=[Verdict.Value.WRONG, Verdict.Value.OTHER])),
-        )
-        .order_by("species__value")
-    )
-    thresholds: dict[str, float] = {}
-    skipped: list[Skipped] = []
-    tags = Tag.objects.in_bulk([row["species_id"] for row in counts])
-    for row in counts:
-        label = row["species__value"]
-        if row["correct"] < MIN_EACH or row["wrong"] < MIN_EACH:
-            skipped.append(Skipped(label, too_few_text(row["correct"], row["wrong"])))
-            continue
-        try:
-            threshold = services.calibrate_species(job, tags[row["species_id"]]).thresholds[target]
-        except (TooFewVerdicts, NoFit) as error:
-            skipped.append(Skipped(label, str(error)))
-            continue
-        if threshold is None:
-            skipped.append(Skipped(label, f"the fitted P(correct) never reaches {target}"))
-            continue
-        thresholds[label] = threshold
-    species_of_job = ClipPredictionTag.objects.filter(clip_prediction__job=job).values("tag_id").distinct().count()
-    return CalibratedThresholds(thresholds, skipped, max(0, species_of_job - len(counts)))
-
-
-def too_few_text(n_correct: int, n_wrong: int) -> str:
-    needed = TooFewVerdicts(n_correct, n_wrong).needed
-    more = " and ".join(f"{count} more {kind}" for kind, count in needed.items() if count)
-    return f"{n_correct} correct and {n_wrong} wrong verdicts, {MIN_EACH} of each needed: review {more}"
+    return f"{job.model_run.name} {job.model_run.version} on {target} · {created:%Y-%m-%d %H:%M}"
 
 
 def delete_threshold_set(threshold_set: ThresholdSet, *, by) -> None:
@@ -245,35 +198,42 @@ def threshold_set_list(request: HttpRequest) -> HttpResponse:
 @page_login_required
 def from_calibrations(request: HttpRequest) -> HttpResponse:
     """Create a set from a job's calibrations at a target; say which species were skipped and why."""
-    form = FromCalibrationsForm(request.POST)
+    form = FromCalibrationsForm(request.POST, initial={"job": request.POST.get("job", "")})
     if form.is_valid():
         job, target = form.cleaned_data["job"], form.cleaned_data["target"]
-        found = calibrated_thresholds(job, target)
-        description = f"From the calibrations of job {job.uuid} at P(correct) ≥ {target}"
-        if found.skipped:
-            description += "; skipped: " + "; ".join(f"{s.species} ({s.reason})" for s in found.skipped)
-        try:
-            created = services.save_threshold_set(
-                name=form.cleaned_data["name"],
-                default_threshold=form.cleaned_data["default_threshold"],
-                thresholds=found.thresholds,
-                description=description,
-                by=request.user,
-            )
-        except services.ValidationError as error:
-            for field, message in error.errors.items():
-                form.add_error(field if field in form.fields else None, message)
+        thresholds, skipped = calibrated_thresholds(job, target)
+        # Species the job detected that nobody judged are many and say nothing: they are counted, not listed.
+        unjudged = [species for species, why in skipped.items() if why == NO_VERDICTS]
+        reasons = {species: why for species, why in skipped.items() if why != NO_VERDICTS}
+        if not thresholds:
+            why = "; ".join(f"{species}: {reason}" for species, reason in reasons.items()) or "no verdicts yet"
+            form.add_error("job", f"No species of this job can be calibrated yet ({why}).")
         else:
-            messages.success(
-                request,
-                f"Created {created.name!r}: {len(found.thresholds)} species calibrated at P(correct) ≥ {target}; "
-                f"{len(found.skipped) + found.unjudged} take the default {created.default_threshold:g}.",
-            )
-            for skipped in found.skipped:
-                messages.warning(request, f"Skipped {skipped.species}: {skipped.reason}.")
-            if found.unjudged:
-                messages.info(request, f"{found.unjudged} species of the job have no verdicts yet.")
-            return redirect("threshold-set", set_uuid=created.uuid)
+            description = f"From the calibrations of job {job.uuid} at P(correct) ≥ {target}"
+            if reasons:
+                description += "; skipped: " + "; ".join(f"{species} ({why})" for species, why in reasons.items())
+            try:
+                created = services.save_threshold_set(
+                    name=form.cleaned_data["name"],
+                    default_threshold=form.cleaned_data["default_threshold"],
+                    thresholds=thresholds,
+                    description=description,
+                    by=request.user,
+                )
+            except services.ValidationError as error:
+                for field, message in error.errors.items():
+                    form.add_error(field if field in form.fields else None, message)
+            else:
+                messages.success(
+                    request,
+                    f"Created {created.name!r}: {len(thresholds)} species calibrated at P(correct) ≥ {target}; "
+                    f"{len(skipped)} take the default {created.default_threshold:g}.",
+                )
+                for species, why in reasons.items():
+                    messages.warning(request, f"Skipped {species}: {why}.")
+                if unjudged:
+                    messages.info(request, f"{len(unjudged)} species of the job have no verdicts yet.")
+                return redirect("threshold-set", set_uuid=created.uuid)
     context = {"sets": sets_listed(), "form": ThresholdSetForm(), "calibrations_form": form}
     return render(request, "validation/threshold_sets.html", context, status=400)
 

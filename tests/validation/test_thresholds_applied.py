@@ -7,6 +7,7 @@ import csv
 from collections import Counter
 from io import StringIO
 
+import numpy as np
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -20,8 +21,8 @@ from echoroo.models import Clip, ClipPredictionTag, SoundEventPredictionTag
 from inference import services as jobs
 from inference.exports import CSV_HEADER, RAVEN_HEADER, RAVEN_SUFFIX
 from validation import services
-from validation.calibration import MIN_EACH
-from validation.models import ThresholdSet
+from validation.calibration import MIN_EACH, probability
+from validation.models import ThresholdSet, Verdict
 
 pytestmark = pytest.mark.django_db
 THRUSH = "Hylocichla mustelina_Wood Thrush"
@@ -144,6 +145,46 @@ def test_the_job_page_links_to_its_review_and_calibration_pages(job, ecologist):
     assert f'href="/validation/jobs/{job.uuid}/review/"' in page
     assert f'href="/validation/jobs/{job.uuid}/calibration/"' in page
     assert f'href="/validation/thresholds/?job={job.uuid}"' in page
+
+
+def test_the_job_page_evaluates_each_judged_species_at_the_chosen_sets_threshold(
+    job, threshold_set, ecologist, colleague
+):
+    judge_for_a_calibration(job, (ecologist, colleague))
+    client = logged_in(colleague)
+    response = client.get(f"/jobs/{job.uuid}/", {"thresholds": "field season"})
+    (row,) = response.context["evaluation"]["species"]
+    thrush = services.species_tag(THRUSH)
+    verdicts = list(Verdict.objects.filter(species=thrush).values_list("clip_id", "verdict"))
+    counts = Counter(verdict for _, verdict in verdicts)
+    assert row["verdicts"] == {"correct": counts["correct"], "wrong": counts["wrong"], "unsure": 0, "other": 0}
+    assert row["detections"] == ClipPredictionTag.objects.filter(tag=thrush).count()
+
+    # Share correct per score bin: ten equal bins from the job's threshold (0.1) to 1.
+    scores = dict(ClipPredictionTag.objects.filter(tag=thrush).values_list("clip_prediction__clip_id", "score"))
+    per_bin = [Counter() for _ in range(10)]
+    for clip_id, verdict in verdicts:
+        per_bin[min(int((scores[clip_id] - 0.1) / 0.09), 9)][verdict] += 1
+    expected = [f"{round(100 * n['correct'] / n.total())}%" if n.total() else "–" for n in per_bin]
+    assert [score_bin["share"] for score_bin in row["bins"]] == expected
+
+    # The estimated precision: the mean fitted P(correct) of the detections at or above the set's threshold.
+    passing = np.array([score for score in scores.values() if score >= THRESHOLDS[THRUSH]])
+    coefficients = np.array(services.calibrate_species(job, thrush).coefficients)
+    assert (row["threshold"], row["detections_at_threshold"]) == (THRESHOLDS[THRUSH], len(passing))
+    assert row["precision"] == pytest.approx(probability(coefficients, passing).mean())
+    assert 0 < row["precision"] < 1
+
+    without = client.get(f"/jobs/{job.uuid}/").context["evaluation"]["species"][0]
+    assert (without["threshold"], without["detections_at_threshold"]) == (pytest.approx(0.1), len(scores))
+    html = response.content.decode()
+    assert "<h2>Evaluation</h2>" in html and "the threshold set field season's threshold" in html
+
+
+def test_a_job_without_verdicts_says_so_in_its_evaluation(job, ecologist):
+    response = logged_in(ecologist).get(f"/jobs/{job.uuid}/")
+    assert response.context["evaluation"]["species"] == []
+    assert "No verdicts on this job's detections yet" in response.content.decode()
 
 
 def test_a_set_on_the_recording_page_filters_boxes_table_and_species_and_its_links_keep_it(
@@ -437,6 +478,10 @@ def test_sets_are_shared_and_changed_only_by_their_creator_or_staff(job, thresho
     assert Client().get("/validation/thresholds/").status_code == 302  # to the login page
 
 
+def species_of_job(job) -> int:
+    return ClipPredictionTag.objects.filter(clip_prediction__job=job).values("tag_id").distinct().count()
+
+
 def judge_for_a_calibration(job, reviewers) -> None:
     """Two reviewers judge every Wood Thrush detection: wrong below the middle score, correct above, and disagree
     on a few in between (so that no score separates correct from wrong)."""
@@ -482,10 +527,11 @@ def test_a_set_filled_from_calibrations_takes_each_calibrated_species_threshold_
     assert (created.default_threshold, created.created_by) == (0.4, ecologist)
     assert dict(created.species.values_list("species__value", "threshold")) == pytest.approx({THRUSH: expected})
     said = [str(message) for message in response.context["messages"]]
-    assert any(f"Skipped {WARBLER}: 4 correct and 0 wrong verdicts" in message for message in said)
-    assert any(f"review {MIN_EACH - 4} more correct and {MIN_EACH} more wrong" in message for message in said)
-    species_of_job = ClipPredictionTag.objects.values("tag_id").distinct().count()
-    assert any(f"{species_of_job - 2} species of the job have no verdicts yet" in message for message in said)
+    assert f"Created 'calibrated': 1 species calibrated at P(correct) ≥ 0.9; {species_of_job(job) - 1} take" in said[0]
+    (skipped,) = [message for message in said if message.startswith("Skipped")]
+    assert skipped.startswith(f"Skipped {WARBLER}: ")
+    assert f"there are 4 correct and 0 wrong: review {MIN_EACH - 4} more correct and {MIN_EACH} more wrong" in skipped
+    assert f"{species_of_job(job) - 2} species of the job have no verdicts yet." in said
     assert f"skipped: {WARBLER}" in created.description
 
     # The set works as any other: the thrush at its calibrated threshold, everything else at the default.
@@ -495,10 +541,15 @@ def test_a_set_filled_from_calibrations_takes_each_calibrated_species_threshold_
     assert counts.get(WARBLER, 0) == ClipPredictionTag.objects.filter(tag__value=WARBLER, score__gte=0.4).count()
 
 
-def test_filling_from_a_job_without_enough_verdicts_gives_an_empty_set_at_the_default(job, ecologist):
+def test_filling_from_a_job_without_a_species_to_calibrate_says_why_and_creates_nothing(job, ecologist):
+    warbler = services.species_tag(WARBLER)
+    clip = ClipPredictionTag.objects.filter(tag=warbler).first().clip_prediction.clip
+    services.record_verdict(clip=clip, species=warbler, verdict="wrong", by=ecologist)
     response = logged_in(ecologist).post(
         "/validation/thresholds/from-calibrations/",
         {"job": job.uuid, "target": "0.95", "name": "nothing yet", "default_threshold": "0.5"},
     )
-    assert response.status_code == 302
-    assert not ThresholdSet.objects.get(name="nothing yet").species.exists()
+    assert response.status_code == 400
+    (error,) = response.context["calibrations_form"].errors["job"]
+    assert error.startswith(f"No species of this job can be calibrated yet ({WARBLER}: calibration needs at least")
+    assert not ThresholdSet.objects.exists()
