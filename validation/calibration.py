@@ -50,7 +50,7 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, *, max_iterations: int = 100, tol
     beta = np.zeros(2)
     deviance = math.inf
     for _ in range(max_iterations):
-        eta = design @ beta
+        eta = np.clip(design @ beta, -700, 700)  # exp() stays finite: separated data is caught below
         p = 1 / (1 + np.exp(-eta))
         weights = np.clip(p * (1 - p), 1e-12, None)
         gradient = design.T @ (y - p)
@@ -60,7 +60,7 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, *, max_iterations: int = 100, tol
         except np.linalg.LinAlgError as error:
             raise NoFit("the verdicts' scores do not vary enough to fit a curve") from error
         beta = beta + step
-        p = np.clip(1 / (1 + np.exp(-(design @ beta))), 1e-300, 1 - 1e-16)
+        p = np.clip(1 / (1 + np.exp(-np.clip(design @ beta, -700, 700))), 1e-300, 1 - 1e-16)
         new_deviance = -2 * float(np.sum(y * np.log(p) + (1 - y) * np.log1p(-p)))
         if abs(deviance - new_deviance) < tolerance * (abs(new_deviance) + 0.1):
             break

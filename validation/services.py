@@ -221,10 +221,11 @@ def save_threshold_set(
 
 
 def thresholds_from_csv(text: str) -> dict[str, float]:
-    """`species,threshold` rows (a header row is optional) -> {species: threshold}."""
+    """`species,threshold` rows (a first row `species,threshold` is the header) -> {species: threshold}."""
     thresholds: dict[str, float] = {}
-    for number, row in enumerate(csv.reader(io.StringIO(text)), start=1):
-        if not row or not "".join(row).strip():
+    rows = [row for row in csv.reader(io.StringIO(text)) if row and "".join(row).strip()]
+    for number, row in enumerate(rows, start=1):
+        if number == 1 and row[0].strip().lower() == "species":
             continue
         if len(row) < 2:
             raise ValidationError({"file": f"line {number}: expected species,threshold"})
@@ -232,9 +233,9 @@ def thresholds_from_csv(text: str) -> dict[str, float]:
         try:
             thresholds[species] = float(value)
         except ValueError:
-            if number == 1:
-                continue  # the header
-            raise ValidationError({"file": f"line {number}: {value!r} is not a number"}) from None
+            raise ValidationError(
+                {"file": f"line {number}: {value!r} is not a number (a header row reads species,threshold)"}
+            ) from None
     return thresholds
 
 

@@ -6,8 +6,6 @@ delete it. Writing goes through validation.services (save_threshold_set), as the
 
 from __future__ import annotations
 
-import csv
-import io
 import uuid
 
 from django import forms
@@ -72,9 +70,6 @@ class ThresholdSetForm(forms.Form):
         except services.ValidationError as error:
             self.add_error(field, "; ".join(error.errors.values()))
             return data
-        problem = header_problem(text)
-        if problem:
-            self.add_error(field, problem)
         return data
 
     def save(self, *, by, existing: ThresholdSet | None = None) -> ThresholdSet | None:
@@ -93,22 +88,6 @@ class ThresholdSetForm(forms.Form):
             for field, message in error.errors.items():
                 self.add_error(data["source_field"] if field == "thresholds" else field, message)
             return None
-
-
-def header_problem(text: str) -> str | None:
-    """Why the first row is neither a threshold nor the header `species,threshold`, if it is neither.
-
-    thresholds_from_csv passes over a first row whose threshold is not a number, taking it for the
-    header: a typo on the first line would vanish without a word.
-    """
-    first = next((row for row in csv.reader(io.StringIO(text)) if "".join(row).strip()), None)
-    if first is None or len(first) < 2 or first[0].strip().lower() == "species":
-        return None
-    try:
-        float(first[1])
-    except ValueError:
-        return f"line 1: {first[1].strip()!r} is not a number (a header row reads species,threshold)"
-    return None
 
 
 def read_upload(form: forms.Form, upload) -> str | None:
