@@ -9,6 +9,7 @@ target probability p is the score where the fitted P(correct) reaches p.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,6 +37,15 @@ class TooFewVerdicts(ValueError):
 
 class NoFit(ValueError):
     """The maximum likelihood does not exist (the verdicts are separated by score) or did not converge."""
+
+
+def judged(verdicts: Iterable[tuple[float, str]]) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, correct) to fit from (score, verdict) pairs: "unsure" left out, "other" (another species) wrong."""
+    kept = [(score, verdict == "correct") for score, verdict in verdicts if verdict != "unsure"]
+    return (
+        np.array([score for score, _ in kept], dtype=np.float64),
+        np.array([correct for _, correct in kept], dtype=bool),
+    )
 
 
 def score_logit(scores: np.ndarray) -> np.ndarray:

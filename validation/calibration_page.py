@@ -12,10 +12,10 @@ from echoroo.models import Tag
 from echoroo.pages import page_login_required, species_names
 from inference.models import InferenceJob
 from inference.queries import job_predictions
+from validation import services
 from validation.calibration import MIN_EACH, TARGETS, Calibration, NoFit, TooFewVerdicts, calibrate
 from validation.calibration_plot import calibration_plot, score_text
 from validation.review_queries import (
-    calibration_inputs,
     chosen_species,
     get_job,
     job_title,
@@ -47,7 +47,7 @@ def calibration_page(request: HttpRequest, job_uuid) -> HttpResponse:
 def calibration_context(job: InferenceJob, species: Tag) -> dict:
     """The verdicts, the fit (when there are enough of them) and the plot, in three queries."""
     counts = verdict_counts(job, species)
-    scores, correct = calibration_inputs(job, species)
+    scores, correct = services.calibration_inputs(job, species)
     detection_scores = np.fromiter(
         job_predictions(job).filter(tag=species).values_list("score", flat=True), dtype=np.float64
     )

@@ -17,6 +17,7 @@ from django.db import connection
 from echoroo.models import ClipPredictionTag, Tag
 from inference.models import InferenceJob
 from validation.calibration import Calibration, NoFit, TooFewVerdicts, calibrate, probability
+from validation.calibration import judged as outcomes
 from validation.models import ThresholdSet, Verdict
 from validation.sampling import DEFAULT_BINS, bin_edges
 
@@ -173,15 +174,9 @@ def _calibrations(judged: dict[int, list[tuple[float, str, int]]]) -> tuple[dict
     calibrations: dict[int, Calibration] = {}
     problems: dict[int, str] = {}
     for tag_id, rows in judged.items():
-        kept = [
-            (score, verdict == Verdict.Value.CORRECT) for score, verdict, _ in rows if verdict != Verdict.Value.UNSURE
-        ]
+        scores, correct = outcomes((score, verdict) for score, verdict, _ in rows)
         try:
-            calibrations[tag_id] = calibrate(
-                np.array([score for score, _ in kept], dtype=np.float64),
-                np.array([correct for _, correct in kept], dtype=bool),
-                rounds=0,
-            )
+            calibrations[tag_id] = calibrate(scores, correct, rounds=0)
         except (TooFewVerdicts, NoFit) as error:
             problems[tag_id] = str(error)
     return calibrations, problems

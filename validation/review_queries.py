@@ -7,8 +7,7 @@ import functools
 import uuid
 from urllib.parse import urlencode
 
-import numpy as np
-from django.db.models import Count, Exists, OuterRef, QuerySet, Subquery
+from django.db.models import Count, Exists, OuterRef, QuerySet
 from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
@@ -85,23 +84,6 @@ def verdict_counts(job: InferenceJob, species: Tag) -> dict[str, int]:
     return {value: found.get(value, 0) for value in Verdict.Value.values}
 
 
-def calibration_inputs(job: InferenceJob, species: Tag) -> tuple[np.ndarray, np.ndarray]:
-    """(scores, correct) of the verdicts calibrate_species fits: unsure left out, "other" wrong, one a reviewer."""
-    score = ClipPredictionTag.objects.filter(
-        clip_prediction__job=job, clip_prediction__clip=OuterRef("clip_id"), tag=species
-    ).values("score")[:1]
-    rows = list(
-        services.job_verdicts(job, species)
-        .exclude(verdict=Verdict.Value.UNSURE)
-        .annotate(score=Subquery(score))
-        .order_by("id")
-        .values_list("score", "verdict")
-    )
-    scores = np.array([row[0] for row in rows], dtype=np.float64)
-    correct = np.array([row[1] == Verdict.Value.CORRECT for row in rows], dtype=bool)
-    return scores, correct
-
-
 def needed_text(counts: dict[str, int]) -> str:
     """ "review 3 more correct and 7 more wrong" (wrong counts "other"), or "" when there are enough."""
     more = {
@@ -127,7 +109,7 @@ def calibration_summary(job: InferenceJob, species: Tag) -> dict:
     }
     if summary["needed"]:
         return summary
-    scores, correct = calibration_inputs(job, species)
+    scores, correct = services.calibration_inputs(job, species)
     try:
         fitted = calibrate(scores, correct, rounds=0)
     except (TooFewVerdicts, NoFit) as error:

@@ -9,11 +9,11 @@ from collections.abc import Iterable
 import numpy as np
 from django.core.exceptions import PermissionDenied
 from django.db import connection, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import OuterRef, Q, QuerySet, Subquery
 
 from echoroo.models import SPECIES, Clip, ClipPredictionTag, Tag
 from inference.models import InferenceJob
-from validation.calibration import Calibration, calibrate
+from validation.calibration import BOOTSTRAP_ROUNDS, Calibration, calibrate, judged
 from validation.models import SpeciesThreshold, ThresholdSet, Verdict
 
 NEIGHBOURS = 12
@@ -145,27 +145,24 @@ def job_verdicts(job: InferenceJob, species: Tag) -> QuerySet:
     return Verdict.objects.filter(species=species, clip_id__in=detected)
 
 
-def calibrate_species(job: InferenceJob, species: Tag) -> Calibration:
-    """Fit P(correct | score) for a species from the verdicts on the job's detections (unsure ones left out).
+def calibration_inputs(job: InferenceJob, species: Tag) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, correct) of the verdicts on the job's detections of `species`: one per verdict (a clip judged by
+    several reviewers counts once for each), unsure ones left out, "other" counted as wrong."""
+    score = ClipPredictionTag.objects.filter(
+        clip_prediction__job=job, clip_prediction__clip=OuterRef("clip_id"), tag=species
+    ).values("score")[:1]
+    rows = job_verdicts(job, species).annotate(score=Subquery(score)).order_by("id").values_list("score", "verdict")
+    return judged(rows)
 
-    A clip judged by several reviewers counts once per reviewer; "other" counts as wrong for the
-    species judged.
-    """
-    scores = dict(
-        ClipPredictionTag.objects.filter(clip_prediction__job=job, tag=species).values_list(
-            "clip_prediction__clip_id", "score"
-        )
+
+def calibrate_species(job: InferenceJob, species: Tag, *, rounds: int = BOOTSTRAP_ROUNDS) -> Calibration:
+    """Fit P(correct | score) for a species from the verdicts on the job's detections (see calibration_inputs)."""
+    scores, correct = calibration_inputs(job, species)
+    detection_scores = np.fromiter(
+        ClipPredictionTag.objects.filter(clip_prediction__job=job, tag=species).values_list("score", flat=True),
+        dtype=np.float64,
     )
-    judged = [
-        (scores[clip_id], verdict == Verdict.Value.CORRECT)
-        for clip_id, verdict in job_verdicts(job, species)
-        .exclude(verdict=Verdict.Value.UNSURE)
-        .values_list("clip_id", "verdict")
-        if clip_id in scores
-    ]
-    verdict_scores = np.array([score for score, _ in judged], dtype=np.float64)
-    correct = np.array([ok for _, ok in judged], dtype=bool)
-    return calibrate(verdict_scores, correct, detection_scores=np.fromiter(scores.values(), dtype=np.float64))
+    return calibrate(scores, correct, detection_scores=detection_scores, rounds=rounds)
 
 
 def save_threshold_set(
