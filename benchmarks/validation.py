@@ -16,9 +16,9 @@ measurement on a job of 10,000 detections built the same way: the ratio says how
 Measured (p95 over --repeats, milliseconds), for the commonest species and a mid-frequency one:
 - sample_ms: drawing the stratified seeded sample (validation.sampling.review_sample, 10 bins x 5);
 - page_ms: the review page (GET /validation/jobs/<uuid>/review/?species=), when it exists;
-- next_item_ms: what the next item costs the server: the verdict's POST (/api/v1/verdicts/, else
-  the service) plus the next window's spectrogram with a second of context each side (drawn, not
-  cached);
+- next_item_ms: what the next item costs the server, as the review page asks for it: the verdict's
+  POST, the calibration panel after it, the next window's image with a second of context each side
+  (drawn, not cached) and its audio;
 - calibration_s: calibrate_species from 10,000 verdicts (the fit and 200 bootstrap fits);
 - neighbours_ms: similar_detections (12 nearest of the same species in the job, by the model's
   1,024-d embeddings, HNSW-indexed per run) among the mid species' detections.
@@ -180,7 +180,6 @@ def measure(built, repeats: int, *, neighbours: bool) -> dict:
     from django.test import Client
     from django.urls import NoReverseMatch, resolve
 
-    from echoroo.models import Clip
     from validation import services
     from validation.sampling import review_sample
 
@@ -215,22 +214,23 @@ def measure(built, repeats: int, *, neighbours: bool) -> dict:
         figures[f"page_ms_{label}"] = p95_ms(times)
     log(f"sample and page: {figures}")
 
-    # The next item: the verdict on this one, then the next one's spectrogram (1 s of context each side).
+    # The next item, as the review page does it: the verdict on this one (the page's own endpoint), the
+    # calibration panel after it, and the next window's image (1 s of context each side) and audio.
     sample = review_sample(job, common, per_bin=5, seed=99)
+    review = f"/validation/jobs/{job.uuid}/review"
     times = []
     for item, following in zip(sample[:repeats], sample[1 : repeats + 1], strict=False):
         began = time.perf_counter()
-        response = client.post(
-            "/api/v1/verdicts/",
-            {"clip": item.clip_uuid, "species": common.value, "verdict": "correct"},
-            content_type="application/json",
+        posted = client.post(
+            f"{review}/verdict/", {"clip": item.clip_uuid, "species": common.value, "verdict": "correct"}
         )
-        if response.status_code not in (200, 201):  # no API yet: the service
-            clip = Clip.objects.get(uuid=item.clip_uuid)
-            services.record_verdict(clip=clip, species=common, verdict="correct", by=user)
-        start, end = max(0.0, following.start_time - 1), min(60.0, following.end_time + 1)
-        image = client.get(f"/recordings/{following.recording_uuid}/spectrogram.png?start={start}&end={end}")
+        assert posted.status_code == 200, posted.status_code
+        panel = client.get(f"{review}/summary.json", {"species": common.value})
+        assert panel.status_code == 200, panel.status_code
+        image = client.get(f"/validation/clips/{following.clip_uuid}/context.png")
         assert image.status_code == 200, image.status_code
+        audio = client.get(f"/clips/{following.clip_uuid}/audio.wav")
+        assert audio.status_code == 200, audio.status_code
         times.append(time.perf_counter() - began)
     figures["next_item_ms"] = p95_ms(times)
 
