@@ -18,6 +18,8 @@ LEFT, RIGHT, TOP, BOTTOM = 58, 18, 14, 46
 CURVE_POINTS = 240
 # Verdicts sit on 0 (wrong) or 1 (correct), spread inwards by up to this much so that they stay apart.
 JITTER = 0.06
+# Height of a threshold's label line, in pixels.
+LABEL_LINE_PX = 14
 # Scores the axis may be labelled at, and the fewest pixels between two labels.
 TICKS = (0.001, 0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 0.9999, 0.99999)
 TICK_SPACING_PX = 38
@@ -94,6 +96,10 @@ def calibration_plot(scores: np.ndarray, correct: np.ndarray, fitted: Calibratio
                     "interval": (x(low_t), x(high_t)) if low_t is not None else None,
                 }
             )
+    # Thresholds close together would print their labels over one another: each at least a line below the last.
+    last_label_y = -LABEL_LINE_PX
+    for mark in sorted(marks, key=lambda mark: mark["y"]):
+        mark["label_y"] = last_label_y = max(mark["y"], last_label_y + LABEL_LINE_PX)
     ticks: list[dict] = []
     for tick in TICKS:
         position = x(tick)
