@@ -1,22 +1,10 @@
-"""Fixtures of the page tests: a spectrogram cache per test, a finished BirdNET job, and screenshots CI shows."""
+"""Fixtures of the page tests: a finished BirdNET job, and a real worker for the browser test."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import PROJECT_ROOT
-
-SCREENSHOTS = PROJECT_ROOT / "test-artifacts" / "screenshots"
-SAVED = pytest.StashKey[list]()
-
-
-@pytest.fixture(autouse=True)
-def spectrogram_cache(tmp_path, settings) -> Path:
-    """Spectrograms drawn by a test go to its own folder, never to var/cache."""
-    settings.SPECTROGRAM_CACHE_DIR = tmp_path / "spectrograms"
-    return settings.SPECTROGRAM_CACHE_DIR
 
 
 @pytest.fixture
@@ -28,30 +16,6 @@ def birdnet_job(field_recording, admin_user):
         model_name="birdnet", recording=field_recording, config={"confidence_threshold": 0.1}, by=admin_user
     )
     return services.start_job(job, sync=True)
-
-
-@pytest.fixture
-def save_screenshot(request):
-    """save_screenshot(page, name): a full-page PNG under test-artifacts/screenshots/, listed at the end of the run."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    saved = request.config.stash.setdefault(SAVED, [])
-
-    def save(page, name: str) -> Path:
-        path = SCREENSHOTS / f"{name}.png"
-        page.screenshot(path=str(path), full_page=True)
-        saved.append(path)
-        return path
-
-    return save
-
-
-def pytest_terminal_summary(terminalreporter, config) -> None:
-    """Name the screenshots' folder in the summary, whatever -s says: CI prints this line."""
-    saved = config.stash.get(SAVED, [])
-    if saved:
-        terminalreporter.write_line(f"SCREENSHOTS: {SCREENSHOTS}")
-        for path in saved:
-            terminalreporter.write_line(f"  {path}")
 
 
 @pytest.fixture

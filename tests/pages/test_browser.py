@@ -4,51 +4,21 @@ from the form, watch it reach 100 %, see its detections on the spectrogram, play
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
+from tests.browser import BROWSER_TEST, chromium_page, playwright_api
 
-playwright_api = pytest.importorskip(
-    "playwright.sync_api", reason="playwright is not installed: pip install -r requirements/dev.txt"
-)
-pytestmark = [
-    pytest.mark.skipif(
-        not CHROMIUM.is_file(),
-        reason=f"{CHROMIUM} is missing: apt-get install chromium (Debian's package; .ci/run installs it)",
-    ),
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.slow,
-]
+pytestmark = [*BROWSER_TEST, pytest.mark.slow]
 
 # A minute of audio through BirdNET, with the worker's start and the model's first load.
 JOB_TIMEOUT_MS = 180_000
 
 
 @pytest.fixture
-def browser():
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1366, "height": 800})
-    page = context.new_page()
-    page.set_default_timeout(30_000)
-    yield page
-    context.close()
+def page():
+    with chromium_page() as page:
+        yield page
 
 
 @pytest.fixture

@@ -5,44 +5,17 @@ given the same verdict, and the calibration following the verdicts."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
 from echoroo.models import ClipPredictionTag
 from inference import services as jobs
-from tests.conftest import PROJECT_ROOT
+from tests.browser import BROWSER_TEST, chromium_page, playwright_api
 from validation import services
 from validation.models import Verdict
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required",
-]
-SCREENSHOTS = PROJECT_ROOT / "test-artifacts" / "screenshots"
 THRUSH = "Hylocichla mustelina"
-
-playwright_api = pytest.importorskip(
-    "playwright.sync_api", reason="playwright is not installed: pip install -r requirements/dev.txt"
-)
-pytestmark = [
-    pytest.mark.skipif(
-        not CHROMIUM.is_file(),
-        reason=f"{CHROMIUM} is missing: apt-get install chromium (Debian's package; .ci/run installs it)",
-    ),
-    pytest.mark.django_db(transaction=True),
-]
-
-
-@pytest.fixture(autouse=True)
-def spectrogram_cache(tmp_path, settings):
-    settings.SPECTROGRAM_CACHE_DIR = tmp_path / "spectrograms"
+pytestmark = BROWSER_TEST
 
 
 @pytest.fixture
@@ -69,19 +42,8 @@ def job(field_dataset, django_user_model):
 
 @pytest.fixture
 def page(job, user):
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1366, "height": 800})
-        page = context.new_page()
-        page.set_default_timeout(30_000)
+    with chromium_page() as page:
         yield page
-        context.close()
-        browser.close()
-
-
-def screenshot(page, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
 def wait_for_image(page) -> None:
@@ -91,7 +53,7 @@ def wait_for_image(page) -> None:
     )
 
 
-def test_ten_detections_reviewed_by_keyboard_and_the_calibration_follows(job, live_server, page):
+def test_ten_detections_reviewed_by_keyboard_and_the_calibration_follows(job, live_server, page, save_screenshot):
     expect = playwright_api.expect
     page.goto(live_server.url + "/login/")
     page.fill("#id_username", "ecologist")
@@ -156,7 +118,7 @@ def test_ten_detections_reviewed_by_keyboard_and_the_calibration_follows(job, li
     wait_for_image(page)
     cards.first.locator("input[type=checkbox]").check()
     expect(page.locator('[data-action="apply-similar"]')).to_have_text("Mark the 1 checked correct")
-    screenshot(page, "review")
+    save_screenshot(page, "review")
     page.once("dialog", lambda dialog: dialog.accept())
     page.click('[data-action="apply-similar"]')
     expect(page.locator(".review-status")).to_contain_text("Marked 1 similar detection correct")
@@ -170,7 +132,7 @@ def test_ten_detections_reviewed_by_keyboard_and_the_calibration_follows(job, li
     expect(page.locator("svg .curve")).to_have_count(1)
     expect(page.locator("svg circle.point")).to_have_count(17 + 12 + 1)
     expect(page.locator(".thresholds-table tbody tr")).to_have_count(3)
-    screenshot(page, "calibration")
+    save_screenshot(page, "calibration")
 
     # Back on the review page, what was judged shows as judged, and it resumes at the first left.
     page.go_back()

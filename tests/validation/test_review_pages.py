@@ -23,11 +23,6 @@ THRUSH = "Hylocichla mustelina"
 THRUSH_LABEL = "Hylocichla mustelina_Wood Thrush"
 
 
-@pytest.fixture(autouse=True)
-def spectrogram_cache(tmp_path, settings):
-    settings.SPECTROGRAM_CACHE_DIR = tmp_path / "spectrograms"
-
-
 @pytest.fixture
 def job(field_dataset):
     created = jobs.create_job(
