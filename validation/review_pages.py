@@ -206,8 +206,10 @@ def problem(message: str, status: int = 400) -> JsonResponse:
     return JsonResponse({"detail": message}, status=status)
 
 
-def posted_species(request: HttpRequest, job: InferenceJob) -> Tag:
-    return services.species_tag(request.POST.get("species", ""), job=job)
+def asked_species(request: HttpRequest, job: InferenceJob) -> Tag:
+    """The species a call of the review page names (posted, or in the query string)."""
+    given = request.POST if request.method == "POST" else request.GET
+    return services.species_tag(given.get("species", ""), job=job)
 
 
 def verdict_json(verdict: Verdict | None) -> dict:
@@ -225,10 +227,9 @@ def judgement(request: HttpRequest, job: InferenceJob, prefix: str = "") -> tupl
     return verdict, other
 
 
-def posted(view):
-    """A POST of the review page: logged in (401 otherwise), bad input answered 400 with what is wrong."""
+def review_call(view):
+    """A call of the review page about a job: logged in (401 otherwise), bad input answered 400 saying what is wrong."""
 
-    @require_POST
     @login_required_401
     @functools.wraps(view)
     def wrapper(request: HttpRequest, job_uuid) -> HttpResponse:
@@ -241,10 +242,20 @@ def posted(view):
     return wrapper
 
 
+def posted(view):
+    """A POST of the review page (see review_call)."""
+    return require_POST(review_call(view))
+
+
+def fetched(view):
+    """A GET of the review page, never cached: it answers with the verdicts as they are now (see review_call)."""
+    return never_cache(require_GET(review_call(view)))
+
+
 @posted
 def post_verdict(request: HttpRequest, job: InferenceJob) -> JsonResponse:
     """Store (or replace) the reviewer's verdict on one of the job's detections."""
-    species = posted_species(request, job)
+    species = asked_species(request, job)
     clip = job_detections(job, species, [request.POST.get("clip", "")]).first()
     if clip is None:
         return problem("the clip is not one of this job's detections of the species")
@@ -258,7 +269,7 @@ def post_verdict(request: HttpRequest, job: InferenceJob) -> JsonResponse:
 @posted
 def undo_verdicts(request: HttpRequest, job: InferenceJob) -> JsonResponse:
     """Take back the reviewer's verdicts on these clips, or put back the one each had before (?restore_verdict)."""
-    species = posted_species(request, job)
+    species = asked_species(request, job)
     clips = list(job_detections(job, species, request.POST.getlist("clip")))
     if not clips:
         return problem("no clip given is one of this job's detections of the species")
@@ -274,7 +285,7 @@ def undo_verdicts(request: HttpRequest, job: InferenceJob) -> JsonResponse:
 @posted
 def bulk_verdicts(request: HttpRequest, job: InferenceJob) -> JsonResponse:
     """The verdict given on one clip, given to the similar detections checked (each its own verdict, marked bulk)."""
-    species = posted_species(request, job)
+    species = asked_species(request, job)
     like = job_detections(job, species, [request.POST.get("like_clip", "")]).first()
     if like is None:
         return problem("like_clip is not one of this job's detections of the species")
@@ -288,16 +299,10 @@ def bulk_verdicts(request: HttpRequest, job: InferenceJob) -> JsonResponse:
     return JsonResponse({"given": [str(clip.uuid) for clip in clips], "count": len(given), "verdict": verdict})
 
 
-@never_cache
-@require_GET
-@login_required_401
-def similar(request: HttpRequest, job_uuid) -> JsonResponse:
+@fetched
+def similar(request: HttpRequest, job: InferenceJob) -> JsonResponse:
     """The job's detections of the species nearest to ?clip= (those the reviewer judged already left out)."""
-    job = get_job(job_uuid)
-    try:
-        species = services.species_tag(request.GET.get("species", ""), job=job)
-    except services.ValidationError as error:
-        return problem(str(error))
+    species = asked_species(request, job)
     clip = job_detections(job, species, [request.GET.get("clip", "")]).first()
     if clip is None:
         return problem("the clip is not one of this job's detections of the species")
@@ -320,17 +325,10 @@ def similar(request: HttpRequest, job_uuid) -> JsonResponse:
     )
 
 
-@never_cache
-@require_GET
-@login_required_401
-def summary(request: HttpRequest, job_uuid) -> JsonResponse:
+@fetched
+def summary(request: HttpRequest, job: InferenceJob) -> JsonResponse:
     """The review page's calibration panel: verdict counts, what is still needed, the thresholds."""
-    job = get_job(job_uuid)
-    try:
-        species = services.species_tag(request.GET.get("species", ""), job=job)
-    except services.ValidationError as error:
-        return problem(str(error))
-    return JsonResponse(calibration_summary(job, species))
+    return JsonResponse(calibration_summary(job, asked_species(request, job)))
 
 
 @require_GET
