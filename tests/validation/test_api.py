@@ -42,15 +42,6 @@ def job_url(job, action: str) -> str:
 
 
 @pytest.fixture
-def job(field_dataset):
-    """BirdNET at threshold 0.1 on the two field recordings: 97 detections, 20 of them Wood Thrush."""
-    created = jobs.create_job(
-        model_name="birdnet", dataset=field_dataset, config={"confidence_threshold": 0.1, "use_metadata_filter": False}
-    )
-    return jobs.start_job(created, sync=True)
-
-
-@pytest.fixture
 def stranger(django_user_model):
     return django_user_model.objects.create_user(username="birder", password="pw-birder-1")
 

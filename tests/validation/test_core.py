@@ -6,7 +6,6 @@ from django.contrib.auth import get_user_model
 from sklearn.linear_model import LogisticRegression
 
 from echoroo.models import ClipPredictionTag
-from inference import services as jobs
 from validation import services
 from validation.calibration import MIN_EACH, TooFewVerdicts, calibrate, fit_logistic, score_logit
 from validation.models import ThresholdSet, Verdict
@@ -14,14 +13,6 @@ from validation.sampling import _finished_job_sample, bin_counts, review_sample
 
 pytestmark = pytest.mark.django_db
 THRUSH = "Hylocichla mustelina"
-
-
-@pytest.fixture
-def job(field_dataset):
-    created = jobs.create_job(
-        model_name="birdnet", dataset=field_dataset, config={"confidence_threshold": 0.1, "use_metadata_filter": False}
-    )
-    return jobs.start_job(created, sync=True)
 
 
 @pytest.fixture

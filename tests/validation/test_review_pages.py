@@ -12,7 +12,6 @@ from django.urls import reverse
 from PIL import Image
 
 from echoroo.models import SPECIES, Clip, ClipPredictionTag, Tag
-from inference import services as jobs
 from validation import services
 from validation.calibration import MIN_EACH
 from validation.models import Verdict
@@ -21,14 +20,6 @@ from validation.sampling import review_sample
 pytestmark = pytest.mark.django_db
 THRUSH = "Hylocichla mustelina"
 THRUSH_LABEL = "Hylocichla mustelina_Wood Thrush"
-
-
-@pytest.fixture
-def job(field_dataset):
-    created = jobs.create_job(
-        model_name="birdnet", dataset=field_dataset, config={"confidence_threshold": 0.1, "use_metadata_filter": False}
-    )
-    return jobs.start_job(created, sync=True)
 
 
 @pytest.fixture
