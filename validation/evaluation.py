@@ -19,10 +19,9 @@ from inference.models import InferenceJob
 from validation.calibration import Calibration, NoFit, TooFewVerdicts, calibrate, probability
 from validation.calibration import judged as outcomes
 from validation.models import ThresholdSet, Verdict
-from validation.sampling import DEFAULT_BINS, bin_edges
+from validation.sampling import DEFAULT_BINS, SCORE_BIN, bin_edges
 
 # The score bin of a ClipPredictionTag row `t`, as validation.sampling numbers them (0 = lowest).
-SCORE_BIN = "LEAST(GREATEST(width_bucket(t.score, %(low)s, 1.0 + 1e-12, %(bins)s), 1), %(bins)s) - 1"
 VERDICTS = tuple(Verdict.Value.values)
 
 

@@ -39,7 +39,6 @@ from validation.models import Verdict
 from validation.review_queries import (
     calibration_summary,
     chosen_species,
-    detections_per_bin,
     get_job,
     job_detections,
     job_title,
@@ -49,7 +48,7 @@ from validation.review_queries import (
     species_choices,
     withdraw_verdicts,
 )
-from validation.sampling import bin_edges, review_sample
+from validation.sampling import bin_counts, bin_edges, review_sample
 
 # A second of the recording on each side of the window, drawn wide enough to read a call's shape.
 CONTEXT_S = 1.0
@@ -111,7 +110,7 @@ def review_items(job: InferenceJob, species: Tag, *, per_bin: int, seed: int, bl
 
 def bins_shown(job: InferenceJob, species: Tag, items: list[dict]) -> list[dict]:
     edges = bin_edges(float(job.settings.confidence_threshold))
-    counts = detections_per_bin(job, species)
+    counts = bin_counts(job, species)
     return [
         {
             "bin": index,

@@ -19,7 +19,7 @@ from validation import services
 from validation.calibration import MIN_EACH, NoFit, TooFewVerdicts, calibrate
 from validation.calibration_plot import score_text
 from validation.models import Verdict
-from validation.sampling import DEFAULT_PER_BIN, MAX_PER_BIN, bin_counts
+from validation.sampling import DEFAULT_PER_BIN, MAX_PER_BIN, kept_while_finished
 
 MAX_SEED = 2**31 - 1
 
@@ -172,43 +172,20 @@ def species_choices(job: InferenceJob) -> list[dict]:
     return choices
 
 
+@kept_while_finished(maxsize=64)
 def job_species(job: InferenceJob) -> tuple[tuple[int, str, int], ...]:
     """(tag id, label, detections) of each species the job detected, most first.
 
-    Counting reads every detection of the job (1.7 s for 1,000,000): a finished job's counts are kept
-    per process, as its review samples are (validation.sampling), until a retry changes its completion time.
+    Counting reads every detection of the job (1.7 s for 1,000,000), so a finished job's counts are
+    kept (see validation.sampling.kept_while_finished).
     """
-    if job.is_finished and job.completed_at is not None:
-        return _finished_job_species(job.pk, job.completed_at)
-    return _count_species(job.pk)
-
-
-@functools.lru_cache(maxsize=64)
-def _finished_job_species(job_id: int, completed_at) -> tuple[tuple[int, str, int], ...]:
-    return _count_species(job_id)
-
-
-def _count_species(job_id: int) -> tuple[tuple[int, str, int], ...]:
     rows = (
-        ClipPredictionTag.objects.filter(tag__key=SPECIES, clip_prediction__job_id=job_id)
+        ClipPredictionTag.objects.filter(tag__key=SPECIES, clip_prediction__job=job)
         .values_list("tag_id", "tag__value")
         .annotate(detections=Count("id"))
         .order_by("-detections", "tag__value")
     )
     return tuple(rows)
-
-
-def detections_per_bin(job: InferenceJob, species: Tag) -> list[int]:
-    """The job's detections of a species in each score bin; kept per process for a finished job (0.1 s for 150,000)."""
-    if job.is_finished and job.completed_at is not None:
-        return list(_finished_bin_counts(job, job.completed_at, species))
-    return bin_counts(job, species)
-
-
-@functools.lru_cache(maxsize=256)
-def _finished_bin_counts(job: InferenceJob, completed_at, species: Tag) -> tuple[int, ...]:
-    # Keyed by the job's and the tag's primary keys (model instances hash by them) and the completion time.
-    return tuple(bin_counts(job, species))
 
 
 def chosen_species(request: HttpRequest, job: InferenceJob) -> tuple[Tag | None, str]:

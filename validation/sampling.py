@@ -19,6 +19,8 @@ from inference.models import InferenceJob
 DEFAULT_BINS = 10
 DEFAULT_PER_BIN = 5
 MAX_PER_BIN = 100
+# The bin (0 = lowest) of a scored tag row `t`, of %(bins)s equal bins from %(low)s to 1.
+SCORE_BIN = "LEAST(GREATEST(width_bucket(t.score, %(low)s, 1.0 + 1e-12, %(bins)s), 1), %(bins)s) - 1"
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,31 @@ def bin_edges(low: float, bins: int = DEFAULT_BINS) -> list[float]:
     return [low + (1.0 - low) * i / bins for i in range(bins + 1)]
 
 
+def kept_while_finished(maxsize: int):
+    """Keep what `compute(job, *args)` gives for a finished job, per process.
+
+    A finished job's detections do not change until it is retried, which sets another completion
+    time; so the completion time is part of the key, and a retried job is computed anew. A job still
+    running is computed every time. `compute` returns something immutable (a tuple), as it is shared.
+    """
+
+    def decorate(compute):
+        @functools.lru_cache(maxsize=maxsize)
+        def kept(job, completed_at, *args):  # jobs and tags hash by their primary keys
+            return compute(job, *args)
+
+        @functools.wraps(compute)
+        def call(job: InferenceJob, *args):
+            if job.is_finished and job.completed_at is not None:
+                return kept(job, job.completed_at, *args)
+            return compute(job, *args)
+
+        call.cache_clear = kept.cache_clear
+        return call
+
+    return decorate
+
+
 def review_sample(
     job: InferenceJob,
     species: Tag,
@@ -51,29 +78,20 @@ def review_sample(
 ) -> list[SampleItem]:
     """Up to `per_bin` of the job's detections of `species` from each score bin, lowest bin first.
 
-    A finished job's detections do not change until it is retried (which sets another completion
-    time), so its samples are kept per process: reading the 150,000 detections of a common species
-    takes a quarter of a second, a kept sample nothing.
+    Kept for a finished job (see kept_while_finished): drawing from the 150,000 detections of a
+    common species takes a quarter of a second, a kept sample nothing.
     """
-    if job.is_finished and job.completed_at is not None:
-        low = float(job.settings.confidence_threshold)
-        key = (job.pk, job.completed_at, low, species.pk, species.value, per_bin, seed, bins)
-        return list(_finished_job_sample(*key))
-    return _draw(job.pk, float(job.settings.confidence_threshold), species.pk, species.value, per_bin, seed, bins)
+    return list(_sample(job, species, per_bin, seed, bins))
 
 
-@functools.lru_cache(maxsize=256)
-def _finished_job_sample(job_id, completed_at, low, tag_id, label, per_bin, seed, bins) -> tuple[SampleItem, ...]:
-    return tuple(_draw(job_id, low, tag_id, label, per_bin, seed, bins))
-
-
-def _draw(job_id: int, low: float, tag_id: int, label: str, per_bin: int, seed: int, bins: int) -> list[SampleItem]:
+@kept_while_finished(maxsize=256)
+def _sample(job: InferenceJob, species: Tag, per_bin: int, seed: int, bins: int) -> tuple[SampleItem, ...]:
+    low = float(job.settings.confidence_threshold)
     edges = bin_edges(low, bins)
     with connection.cursor() as cursor:
         cursor.execute(
             "WITH found AS ("
-            "  SELECT t.id, t.score, p.clip_id,"
-            "   LEAST(GREATEST(width_bucket(t.score, %(low)s, 1.0 + 1e-12, %(bins)s), 1), %(bins)s) - 1 AS bin"
+            f"  SELECT t.id, t.score, p.clip_id, {SCORE_BIN} AS bin"
             "  FROM echoroo_clippredictiontag t JOIN echoroo_clipprediction p ON p.id = t.clip_prediction_id"
             "  WHERE p.job_id = %(job)s AND t.tag_id = %(tag)s),"
             " ranked AS ("
@@ -82,10 +100,10 @@ def _draw(job_id: int, low: float, tag_id: int, label: str, per_bin: int, seed: 
             " SELECT c.uuid, c.id, r.uuid, r.path, c.start_time, c.end_time, k.score, k.bin"
             " FROM ranked k JOIN echoroo_clip c ON c.id = k.clip_id JOIN echoroo_recording r ON r.id = c.recording_id"
             " WHERE k.draw <= %(per_bin)s ORDER BY k.bin, k.draw",
-            {"low": low, "bins": bins, "job": job_id, "tag": tag_id, "seed": int(seed), "per_bin": per_bin},
+            {"low": low, "bins": bins, "job": job.pk, "tag": species.pk, "seed": int(seed), "per_bin": per_bin},
         )
         rows = cursor.fetchall()
-    return [
+    return tuple(
         SampleItem(
             clip_uuid=str(clip_uuid),
             clip_id=clip_id,
@@ -93,25 +111,29 @@ def _draw(job_id: int, low: float, tag_id: int, label: str, per_bin: int, seed: 
             recording_path=path,
             start_time=start,
             end_time=end,
-            species=label,
+            species=species.value,
             score=score,
             bin=bin_index,
             bin_low=edges[bin_index],
             bin_high=edges[bin_index + 1],
         )
         for clip_uuid, clip_id, recording_uuid, path, start, end, score, bin_index in rows
-    ]
+    )
 
 
 def bin_counts(job: InferenceJob, species: Tag, *, bins: int = DEFAULT_BINS) -> list[int]:
-    """How many of the job's detections of `species` fall in each score bin."""
-    low = float(job.settings.confidence_threshold)
+    """How many of the job's detections of `species` fall in each score bin (kept for a finished job)."""
+    return list(_bin_counts(job, species, bins))
+
+
+@kept_while_finished(maxsize=256)
+def _bin_counts(job: InferenceJob, species: Tag, bins: int) -> tuple[int, ...]:
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT LEAST(GREATEST(width_bucket(t.score, %s, 1.0 + 1e-12, %s), 1), %s) - 1, count(*)"
+            f"SELECT {SCORE_BIN}, count(*)"
             " FROM echoroo_clippredictiontag t JOIN echoroo_clipprediction p ON p.id = t.clip_prediction_id"
-            " WHERE p.job_id = %s AND t.tag_id = %s GROUP BY 1",
-            [low, bins, bins, job.pk, species.pk],
+            " WHERE p.job_id = %(job)s AND t.tag_id = %(tag)s GROUP BY 1",
+            {"low": float(job.settings.confidence_threshold), "bins": bins, "job": job.pk, "tag": species.pk},
         )
         found = dict(cursor.fetchall())
-    return [int(found.get(i, 0)) for i in range(bins)]
+    return tuple(int(found.get(i, 0)) for i in range(bins))

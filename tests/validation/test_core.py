@@ -9,7 +9,7 @@ from echoroo.models import ClipPredictionTag
 from validation import services
 from validation.calibration import MIN_EACH, TooFewVerdicts, calibrate, fit_logistic, score_logit
 from validation.models import ThresholdSet, Verdict
-from validation.sampling import _finished_job_sample, bin_counts, review_sample
+from validation.sampling import _sample, bin_counts, review_sample
 
 pytestmark = pytest.mark.django_db
 THRUSH = "Hylocichla mustelina"
@@ -28,7 +28,7 @@ def test_the_sample_is_stratified_seeded_and_without_repeats(job):
     assert per_bin == [min(2, n) for n in counts]
     assert len({item.clip_uuid for item in sample}) == len(sample)
     assert all(item.bin_low <= item.score < item.bin_high + 1e-9 for item in sample)
-    _finished_job_sample.cache_clear()  # drawn again, not the kept sample
+    _sample.cache_clear()  # drawn again, not the kept sample
     assert review_sample(job, species, per_bin=2, seed=7) == sample
     other = review_sample(job, species, per_bin=2, seed=8)
     assert {i.clip_uuid for i in other} != {i.clip_uuid for i in sample} or sum(counts) <= len(sample)
