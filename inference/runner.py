@@ -166,7 +166,7 @@ def _from_stored_output(
         ends_s=ends,
         hits=batch.hits,
         detections=detections,
-        label_names=tuple(label.name for label in runtime.labels),
+        label_names=runtime.label_names,
     )
 
 
@@ -235,7 +235,7 @@ def _analyse(runtime: ModelRuntime, job_recording: JobRecording, options: Pipeli
         ends_s=np.concatenate(ends) if ends else np.zeros(0),
         hits=hits,
         detections=detections,
-        label_names=tuple(label.name for label in runtime.labels),
+        label_names=runtime.label_names,
         outputs=WindowOutputs.concatenate(outputs),
         floor_logit=options.floor_logit,
         embeddings=np.concatenate(embeddings) if embeddings else None,

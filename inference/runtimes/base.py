@@ -71,9 +71,14 @@ class ModelRuntime(ABC):
         return None
 
     @cached_property
+    def label_names(self) -> tuple[str, ...]:
+        """Each label's name ("Turdus migratorius_American Robin"), in the order of the model's output."""
+        return tuple(label.name for label in self.labels)
+
+    @cached_property
     def label_index(self) -> dict[str, int]:
-        """Label name ("Turdus migratorius_American Robin") -> its index in the model's output."""
-        return {label.name: index for index, label in enumerate(self.labels)}
+        """Label name -> its index in the model's output."""
+        return {name: index for index, name in enumerate(self.label_names)}
 
     @cached_property
     def _indices_by_name(self) -> dict[str, list[int]]:
