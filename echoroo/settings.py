@@ -50,6 +50,18 @@ PERCH_MODEL = os.environ.get("PERCH_MODEL", "")
 # Threads of each worker's BirdNET interpreter: 1, with one worker process per core, is the
 # fastest on a CPU host (measured: DESIGN.md).
 BIRDNET_THREADS = int(os.environ.get("BIRDNET_THREADS") or 1)
+# Which engine runs BirdNET: "auto" (PyTorch on a GPU when PyTorch sees one and the job's use_gpu is on,
+# else LiteRT on the CPU), "litert" or "torch" (on a GPU when it can, else the CPU).
+BIRDNET_BACKEND = os.environ.get("BIRDNET_BACKEND") or "auto"
+if BIRDNET_BACKEND not in ("auto", "litert", "torch"):
+    raise ImproperlyConfigured(f"BIRDNET_BACKEND must be auto, litert or torch, got {BIRDNET_BACKEND!r}")
+# LiteRT runs a copy of the model whose spectrograms are one matrix multiply each ("folded": about twice as
+# fast on a CPU, logits within 1e-4); "original" keeps the model's own graph.
+BIRDNET_FRONTEND = os.environ.get("BIRDNET_FRONTEND") or "folded"
+if BIRDNET_FRONTEND not in ("folded", "original"):
+    raise ImproperlyConfigured(f"BIRDNET_FRONTEND must be folded or original, got {BIRDNET_FRONTEND!r}")
+# Windows per model call on a GPU (the PyTorch backend), filled across the recordings of a task.
+BIRDNET_GPU_BATCH = int(os.environ.get("BIRDNET_GPU_BATCH") or 512)
 # Short recordings share a task until it holds this much audio (seconds; 0: a task per recording).
 INFERENCE_TASK_AUDIO_S = float(os.environ.get("INFERENCE_TASK_AUDIO_S") or 300)
 # The lowest score (at sensitivity 1) a job may ask for from the model's stored output: every label

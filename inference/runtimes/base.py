@@ -5,9 +5,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cache, cached_property
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from inference.config import InferenceConfig
 
 
 @dataclass(frozen=True)
@@ -32,7 +36,10 @@ class Label:
 class ModelRuntime(ABC):
     """A loaded model: batches of mono float32 windows in, scores and embeddings out.
 
-    Runtimes are loaded once per worker process and kept (see `inference.runtimes.get_runtime`).
+    Runtimes are loaded once per worker process and kept (see `inference.runtimes.get_runtime`). What the
+    layers above need to know of a model before loading it (its name for people, which job settings it
+    reads, how it is built from the project's settings) is on the class, so they never name a model.
+    `settings` below is any object with the project's settings as attributes (Django's, in the app).
     """
 
     name: str
@@ -43,6 +50,42 @@ class ModelRuntime(ABC):
     labels: tuple[Label, ...]
     # The factor on the logit that `predict` applies (BirdNET's sensitivity); 1 for every other model.
     sensitivity: float = 1.0
+    # The batch the runtime runs best at (a GPU's), filled across recordings by the pipeline; None: the job's.
+    preferred_batch_size: int | None = None
+    # The model's name for people ("BirdNET"); `name` is the one the database, the API and the commands use.
+    display_name: str = ""
+    # Whether a job's "use a GPU" changes anything for this model.
+    can_use_gpu: bool = False
+    # The settings of a job's config that only some models read (inference.config.MODEL_SETTINGS) and this one does.
+    job_settings: frozenset[str] = frozenset()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # A new model without a name for people is shown by its own name.
+        if "name" in cls.__dict__ and "display_name" not in cls.__dict__:
+            cls.display_name = cls.name
+
+    @classmethod
+    def options(cls, settings: Any, config: InferenceConfig) -> dict[str, Any]:
+        """The keyword arguments of the constructor for a job with `config`, under the project's `settings`."""
+        return {}
+
+    @classmethod
+    def unavailable_reason(cls, settings: Any) -> str | None:
+        """Why jobs cannot run this model under `settings` (naming the fix), or None when they can."""
+        return None
+
+    @classmethod
+    def known_labels(cls, settings: Any) -> tuple[Label, ...] | None:
+        """The model's labels read without loading it (from a label file); None where only the loaded model knows."""
+        return None
+
+    @classmethod
+    def known_label_names(cls, settings: Any) -> frozenset[str] | None:
+        """The names a custom species list may use (full labels and scientific names), known without loading the
+        model; None when they can be checked only once it is loaded."""
+        labels = cls.known_labels(settings)
+        return None if labels is None else _names_of(labels)
 
     @property
     def window_samples(self) -> int:
@@ -108,3 +151,8 @@ class ModelRuntime(ABC):
                 f"{self.sample_rate} Hz) as an array [batch, samples]; got shape {batch.shape}"
             )
         return batch
+
+
+@cache
+def _names_of(labels: tuple[Label, ...]) -> frozenset[str]:
+    return frozenset(label.name for label in labels) | frozenset(label.scientific_name for label in labels)

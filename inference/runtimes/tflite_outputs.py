@@ -10,6 +10,7 @@ import hashlib
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import flatbuffers
@@ -49,14 +50,22 @@ def with_extra_output(model_bytes: bytes, tensor_index: int) -> bytes:
     return bytes(builder.Output())
 
 
-def model_with_last_layer_input(model_path: Path, cache_dir: Path) -> tuple[Path | bytes, int]:
-    """(path of the cached copy, or its bytes when the cache is not writable; index of the added output)."""
+def model_with_last_layer_input(
+    model_path: Path, cache_dir: Path, *, transform: Callable[[bytes], bytes] | None = None, name: str = ""
+) -> tuple[Path | bytes, int]:
+    """(path of the cached copy, or its bytes when the cache is not writable; index of the added output).
+
+    With `transform` (named `name` in the copy's file name) the copy is that rewrite of the model, plus the output.
+    """
     model_bytes = model_path.read_bytes()
+    # A transform may drop and add operators, never renumber tensors: the embedding keeps its index.
     tensor_index = last_layer_input(model_bytes)
     digest = hashlib.sha256(model_bytes).hexdigest()[:16]
-    cached = cache_dir / f"{model_path.stem}.embedding-output.{digest}.tflite"
+    cached = cache_dir / f"{model_path.stem}.{name + '.' if name else ''}embedding-output.{digest}.tflite"
     if cached.is_file():
         return cached, tensor_index
+    if transform is not None:
+        model_bytes = transform(model_bytes)
     rewritten = with_extra_output(model_bytes, tensor_index)
     part_name = None
     try:

@@ -93,7 +93,7 @@ def test_both_embedding_methods_agree(birdnet, runtime_cache_dir, field_recordin
 
 
 def test_the_model_copy_is_made_once_and_reused(birdnet, runtime_cache_dir):
-    (copy,) = runtime_cache_dir.glob("*.embedding-output.*.tflite")
+    (copy,) = runtime_cache_dir.glob("*.folded.embedding-output.*.tflite")
     made = copy.stat().st_mtime_ns
     BirdNetRuntime(cache_dir=runtime_cache_dir)
     assert copy.stat().st_mtime_ns == made
