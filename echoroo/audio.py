@@ -39,6 +39,11 @@ END_TOLERANCE_S = 1e-6
 _resampler = "soxr"
 
 
+def resampler_in_use() -> str:
+    """The resampler that streams recordings now (see use_resampler)."""
+    return _resampler
+
+
 def use_resampler(backend: str) -> None:
     """Stream recordings through this resampler from now on: "soxr" or "torchaudio" (echoroo.resamplers)."""
     global _resampler
