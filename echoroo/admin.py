@@ -163,7 +163,7 @@ class DeletesInDatabase:
         deletion.delete(self.model, list(queryset.values_list("pk", flat=True)))
 
 
-# inference/admin.py re-registers DatasetAdmin and RecordingAdmin with its "Run BirdNET…" / "Run Perch…" actions.
+# inference/admin.py re-registers DatasetAdmin and RecordingAdmin with its "Run <model>…" actions, one per model.
 @admin.register(Dataset)
 class DatasetAdmin(DeletesInDatabase, admin.ModelAdmin):
     list_display = ("name", "recording_count", "hours", "created_at")

@@ -1,4 +1,4 @@
-"""The admin of inference jobs: "Run BirdNET…" / "Run Perch…" on datasets and recordings, and the jobs' progress."""
+"""The admin of inference jobs: "Run <model>…" on datasets and recordings, one per runtime, and the jobs' progress."""
 
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ from inference.queries import (
     species_summary,
     within_time_limit,
 )
+from inference.runtimes import available_runtimes, runtime_class
 
-MODEL_LABELS = {"birdnet": "BirdNET", "perch": "Perch"}
 # One job per selected row: past this, running a whole dataset is the better action.
 MAX_TARGETS = 1000
 SHOWN_TARGETS = 20
@@ -75,12 +75,12 @@ def error_reason(error: ConfigError | PermissionDenied) -> str:
     return "; ".join(error.errors.values()) if isinstance(error, ConfigError) else str(error)
 
 
-# --- "Run BirdNET…" and "Run Perch…" on datasets and recordings ---------------------------------
+# --- "Run <model>…" on datasets and recordings: one action per runtime ----------------------------
 
 
 def run_model(model_admin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet, *, model_name: str):
     """The action: a settings form first, then one job per selected dataset or recording."""
-    label = MODEL_LABELS.get(model_name, model_name)
+    label = runtime_class(model_name).display_name
     if not request.user.has_perm("inference.add_inferencejob"):
         model_admin.message_user(
             request, "You may not create inference jobs: that needs the “add inference job” permission.", messages.ERROR
@@ -113,9 +113,8 @@ def run_model(model_admin: admin.ModelAdmin, request: HttpRequest, queryset: Que
     else:
         form = InferenceJobForm(model_name=model_name)
 
-    fieldsets = [
-        (name, {"fields": [field for field in fields if field in form.fields]}) for name, fields in FORM_FIELDSETS
-    ]
+    shown = [(name, [field for field in fields if field in form.fields]) for name, fields in FORM_FIELDSETS]
+    fieldsets = [(name, {"fields": fields}) for name, fields in shown if fields]
     request.current_app = model_admin.admin_site.name
     context = {
         **model_admin.admin_site.each_context(request),
@@ -157,24 +156,30 @@ def start_new_jobs(model_admin, request: HttpRequest, jobs: list[InferenceJob], 
 
 
 def run_model_action(model_name: str):
+    """The action "Run <model>…", named run_<name> (its value in the action form)."""
+
     def action(model_admin, request, queryset):
         return run_model(model_admin, request, queryset, model_name=model_name)
 
     action.__name__ = f"run_{model_name}"
-    return admin.action(description=f"Run {MODEL_LABELS[model_name]}…")(action)
+    return admin.action(description=f"Run {runtime_class(model_name).display_name}…")(action)
 
 
-run_birdnet = run_model_action("birdnet")
-run_perch = run_model_action("perch")
+class RunsModels:
+    """A dataset or recording admin with one "Run <model>…" action per registered runtime, added here, where jobs
+    live; read from the registry when asked, so a new runtime has its action with no change here."""
+
+    @property
+    def actions(self) -> tuple:
+        return (*(super().actions or ()), *(run_model_action(name) for name in available_runtimes()))
 
 
-# The dataset and recording admins of echoroo/admin.py, with the two actions added here, where jobs live.
-class DatasetWithJobsAdmin(DatasetAdmin):
-    actions = (*(DatasetAdmin.actions or ()), run_birdnet, run_perch)
+class DatasetWithJobsAdmin(RunsModels, DatasetAdmin):
+    pass
 
 
-class RecordingWithJobsAdmin(RecordingAdmin):
-    actions = (*(RecordingAdmin.actions or ()), run_birdnet, run_perch)
+class RecordingWithJobsAdmin(RunsModels, RecordingAdmin):
+    pass
 
 
 admin.site.unregister(Dataset)
@@ -255,7 +260,7 @@ class InferenceJobAdmin(DeletesInDatabase, BigTableAdmin):
     )
     readonly_fields = tuple(name for _, options in fieldsets for name in options["fields"])
 
-    # Jobs are created by the "Run BirdNET…" / "Run Perch…" actions of datasets and recordings,
+    # Jobs are created by the "Run <model>…" actions of datasets and recordings,
     # and change only through the actions below: the job page is read-only.
     def has_add_permission(self, request) -> bool:
         return False

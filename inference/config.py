@@ -52,6 +52,11 @@ class InferenceConfig:
 
 
 FIELD_NAMES = tuple(field.name for field in fields(InferenceConfig))
+# The settings only some models read: each runtime names those it reads (ModelRuntime.job_settings), and
+# "use_gpu" counts where it can use a GPU (ModelRuntime.can_use_gpu). Every model reads the others.
+MODEL_SETTINGS = frozenset(
+    {"use_gpu", "sensitivity", "species_filter_threshold", "use_metadata_filter", "latitude", "longitude", "week"}
+)
 
 
 def parse_config(raw: dict[str, Any] | None, *, window_s: float) -> InferenceConfig:

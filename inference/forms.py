@@ -11,12 +11,15 @@ from typing import Any
 
 from django import forms
 
-from inference.config import ConfigError, InferenceConfig
-from inference.runtimes import available_runtimes
+from inference.config import MODEL_SETTINGS, ConfigError, InferenceConfig
+from inference.runtimes import ModelRuntime, available_runtimes, runtime_class
 
 DEFAULTS = InferenceConfig()
-# Settings that only BirdNET reads; left off the form of another model.
-BIRDNET_ONLY = ("sensitivity", "species_filter_threshold")
+
+
+def settings_read_by(runtime: type[ModelRuntime]) -> frozenset[str]:
+    """Those of the settings only some models read (config.MODEL_SETTINGS) that this model reads."""
+    return runtime.job_settings | ({"use_gpu"} if runtime.can_use_gpu else frozenset())
 
 
 def number_input() -> forms.NumberInput:
@@ -55,12 +58,14 @@ class InferenceJobForm(forms.Form):
     store_embeddings = forms.BooleanField(required=False, initial=DEFAULTS.store_embeddings)
     store_predictions = forms.BooleanField(required=False, initial=DEFAULTS.store_predictions)
     sensitivity = forms.FloatField(
-        initial=DEFAULTS.sensitivity, widget=number_input(), help_text="BirdNET's sensitivity, 0.5 to 1.5."
+        initial=DEFAULTS.sensitivity,
+        widget=number_input(),
+        help_text="The factor on the model's logit, 0.5 to 1.5.",
     )
     species_filter_threshold = forms.FloatField(
         initial=DEFAULTS.species_filter_threshold,
         widget=number_input(),
-        help_text="BirdNET's location filter keeps species at least this likely (0 to 1).",
+        help_text="The location filter keeps species at least this likely (0 to 1).",
     )
     latitude = forms.FloatField(
         required=False, widget=number_input(), help_text="Overrides the recording's, site's and dataset's."
@@ -72,17 +77,21 @@ class InferenceJobForm(forms.Form):
     start_now = forms.BooleanField(required=False, initial=True, label="Start now")
 
     def __init__(self, *args: Any, model_name: str | None = None, **kwargs: Any) -> None:
-        """With `model_name` the model is fixed (and settings it ignores are left off); without, it is a field."""
+        """With `model_name` the model is fixed (and settings it ignores are left off); without, it is a field
+        (and each setting only some models read says which)."""
         super().__init__(*args, **kwargs)
         self.model_name = model_name
-        if model_name is None:
-            self.fields = {
-                "model_name": forms.ChoiceField(choices=[(name, name) for name in available_runtimes()]),
-                **self.fields,
-            }
-        elif model_name != "birdnet":
-            for name in BIRDNET_ONLY:
+        runtimes = [runtime_class(name) for name in ([model_name] if model_name else available_runtimes())]
+        for name in MODEL_SETTINGS:
+            readers = [runtime.display_name for runtime in runtimes if name in settings_read_by(runtime)]
+            if not readers:
                 del self.fields[name]
+            elif len(readers) < len(runtimes):
+                field = self.fields[name]
+                field.help_text = f"{field.help_text} Only for {' and '.join(readers)}.".lstrip()
+        if model_name is None:
+            choices = [(runtime.name, runtime.display_name) for runtime in runtimes]
+            self.fields = {"model_name": forms.ChoiceField(choices=choices), **self.fields}
 
     def clean_custom_species_list(self) -> list[str] | None:
         names = [line.strip() for line in self.cleaned_data["custom_species_list"].splitlines()]

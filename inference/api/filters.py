@@ -7,10 +7,14 @@ from django_filters import rest_framework as filters
 
 from echoroo.api.filters import uuid_of
 from inference.models import InferenceJob
+from inference.runtimes import available_runtimes
 
 
 class InferenceJobFilter(filters.FilterSet):
-    model_name = filters.CharFilter(field_name="model_run__name", help_text='The model: "birdnet" or "perch".')
+    model_name = filters.CharFilter(
+        field_name="model_run__name",
+        help_text="The model: " + " or ".join(f'"{name}"' for name in available_runtimes()) + ".",
+    )
     dataset = uuid_of("dataset", "dataset the job runs on (jobs on one of its recordings are not included)")
     recording = uuid_of("recording", "recording the job runs on (jobs on its whole dataset are not included)")
     created_by = filters.CharFilter(field_name="created_by__username", help_text="The username of its creator.")

@@ -1,24 +1,39 @@
-"""The model runtimes: which exist, and one loaded instance of each per process.
+"""The model runtimes: which exist, how each is built from settings and a job's config, one loaded instance per process.
 
-A new model is one module implementing `ModelRuntime` plus one line in `RUNTIMES`. Runtimes are
-imported only when asked for, so importing this package loads neither TensorFlow nor LiteRT.
+A new model is one module implementing `ModelRuntime` plus one line in `RUNTIMES`; nothing above this
+package names a model. Runtimes are imported only when asked for, so importing this package loads
+neither TensorFlow nor LiteRT. Nor does it import Django: the caller passes its settings in.
 """
 
 from __future__ import annotations
 
 import importlib
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from inference.runtimes.base import Label, ModelRuntime
 
-__all__ = ["RUNTIMES", "Label", "ModelRuntime", "available_runtimes", "get_runtime"]
+if TYPE_CHECKING:
+    from inference.config import InferenceConfig
+
+__all__ = [
+    "DEFAULT_RUNTIME",
+    "RUNTIMES",
+    "Label",
+    "ModelRuntime",
+    "available_runtimes",
+    "build_runtime",
+    "get_runtime",
+    "runtime_class",
+]
 
 # name -> "module:class"
 RUNTIMES: dict[str, str] = {
     "birdnet": "inference.runtimes.birdnet:BirdNetRuntime",
     "perch": "inference.runtimes.perch:PerchRuntime",
 }
+# The model offered first where people pick one.
+DEFAULT_RUNTIME = "birdnet"
 
 _loaded: dict[tuple, ModelRuntime] = {}
 _lock = threading.Lock()
@@ -45,3 +60,12 @@ def get_runtime(name: str, **options: Any) -> ModelRuntime:
         if runtime is None:
             runtime = _loaded[key] = runtime_class(name)(**options)
         return runtime
+
+
+def build_runtime(name: str, settings: Any, config: InferenceConfig | None = None) -> ModelRuntime:
+    """The runtime `name` as the project's `settings` and a job's `config` ask for it, loaded once per process."""
+    if config is None:
+        from inference.config import InferenceConfig
+
+        config = InferenceConfig()
+    return get_runtime(name, **runtime_class(name).options(settings, config))

@@ -5,10 +5,14 @@ from __future__ import annotations
 import csv
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from inference.runtimes.base import Label, ModelRuntime
+
+if TYPE_CHECKING:
+    from inference.config import InferenceConfig
 
 TARGET_PEAK = 0.25
 OUTPUTS = ("embedding", "label", "spatial_embedding", "frontend")
@@ -113,6 +117,16 @@ class PerchRuntime(ModelRuntime):
     sample_rate = 32_000
     window_s = 5.0
     embedding_dim = 1536
+    display_name = "Perch"
+    can_use_gpu = True
+
+    @classmethod
+    def options(cls, settings: Any, config: InferenceConfig) -> dict[str, Any]:
+        return {"model": settings.PERCH_MODEL or None, "use_gpu": config.use_gpu}
+
+    @classmethod
+    def unavailable_reason(cls, settings: Any) -> str | None:
+        return None if settings.PERCH_MODEL else f"PERCH_MODEL is not set: {DOWNLOAD_HELP}"
 
     def __init__(self, model: str | Path | None = None, *, use_gpu: bool = True) -> None:
         """`model` is settings.PERCH_MODEL: a downloaded Perch 2.0 folder or a TF Hub / Kaggle URL.

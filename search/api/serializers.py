@@ -10,7 +10,7 @@ from rest_framework import serializers
 from echoroo.api.serializers import PredictionClipSerializer, PredictionModelRunSerializer, by_uuid, datetime_text
 from echoroo.models import Dataset, Recording, Site
 from embeddings.models import ClipEmbedding
-from inference.runtimes import available_runtimes
+from inference.runtimes import DEFAULT_RUNTIME, available_runtimes
 from search.queries import MAX_EF_SEARCH
 from search.services import DEFAULT_LIMIT, DEFAULT_MIN_SIMILARITY, MAX_LIMIT, ONE_QUERY, SearchResult
 from search.uploads import MAX_DURATION_S, MAX_UPLOAD_BYTES, MIB
@@ -86,7 +86,7 @@ def _exclude_own_recording() -> serializers.BooleanField:
     )
 
 
-@extend_schema_field({"type": "string", "example": "birdnet"})
+@extend_schema_field({"type": "string", "example": DEFAULT_RUNTIME})
 class ModelNameField(serializers.CharField):
     """A model's name, checked by the service (whose message lists the models with embeddings)."""
 
@@ -106,7 +106,9 @@ class EmbeddingSearchSerializer(SearchFiltersSerializer):
     clip_uuid = serializers.UUIDField(
         required=False, allow_null=True, default=None, help_text="Search by this clip's embedding instead."
     )
-    model_name = ModelNameField(max_length=100, help_text="The model whose embeddings to search, e.g. birdnet.")
+    model_name = ModelNameField(
+        max_length=100, help_text=f"The model whose embeddings to search, e.g. {DEFAULT_RUNTIME}."
+    )
     model_version = serializers.CharField(
         max_length=100,
         required=False,

@@ -9,7 +9,7 @@ from echoroo.models import Clip, ClipOutput, ClipPrediction, Dataset, ModelRun, 
 from embeddings.models import ClipEmbedding
 from inference.config import MAX_BATCH_SIZE, InferenceConfig
 from inference.runner import load_runtime
-from inference.runtimes import available_runtimes, runtime_class
+from inference.runtimes import DEFAULT_RUNTIME, available_runtimes, runtime_class
 from search.embedding import embed_clips
 
 
@@ -30,7 +30,12 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--model", default="birdnet", choices=available_runtimes(), help="the model (birdnet)")
+        parser.add_argument(
+            "--model",
+            default=DEFAULT_RUNTIME,
+            choices=available_runtimes(),
+            help=f"the model (default {DEFAULT_RUNTIME})",
+        )
         parser.add_argument("--dataset", metavar="NAME", help="only the clips of this dataset")
         parser.add_argument(
             "--batch-size", type=int, default=32, metavar="N", help="windows per model call (default 32)"
