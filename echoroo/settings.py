@@ -62,6 +62,9 @@ if BIRDNET_FRONTEND not in ("folded", "original"):
     raise ImproperlyConfigured(f"BIRDNET_FRONTEND must be folded or original, got {BIRDNET_FRONTEND!r}")
 # Windows per model call on a GPU (the PyTorch backend), filled across the recordings of a task.
 BIRDNET_GPU_BATCH = int(os.environ.get("BIRDNET_GPU_BATCH") or 512)
+# Processes that decode and resample a task's recordings for a model that runs on a GPU (inference.feeding).
+# A django-q2 worker may start them only with Q_DAEMONIZE_WORKERS=0; else they are threads.
+FEED_WORKERS = int(os.environ.get("ECHOROO_FEED_WORKERS") or max(1, usable_cpus() - 1))
 # Short recordings share a task until it holds this much audio (seconds; 0: a task per recording).
 INFERENCE_TASK_AUDIO_S = float(os.environ.get("INFERENCE_TASK_AUDIO_S") or 300)
 # The lowest score (at sensitivity 1) a job may ask for from the model's stored output: every label
@@ -211,6 +214,8 @@ Q_CLUSTER = {
     "queue_limit": 4,
     "recycle": 500,
     "catch_up": False,
+    # A GPU host sets 0, so that its worker can start the processes that decode audio for the GPU.
+    "daemonize_workers": env_bool("Q_DAEMONIZE_WORKERS", True),
     "save_limit": 1000,
     "orm": "default",
 }

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from echoroo.audio import AudioError, read_info
 from inference.config import InferenceConfig
+from inference.feeding import analyze_many
 from inference.models import InferenceJob, JobRecording
 from inference.pipeline import BatchResult, Cancelled, DetectionMerger, PipelineOptions, analyze
 from inference.raw_output import read_outputs, reusable_output
@@ -193,49 +194,195 @@ def _claim(job_id: int, recording_id: int) -> JobRecording | None:
     return job_recording
 
 
-def _analyse(runtime: ModelRuntime, job_recording: JobRecording, options: PipelineOptions) -> RecordingResults:
-    starts, ends, hits, embeddings, outputs = [], [], [], [], []
-    merger = DetectionMerger()
-    detections = []
-    processed = 0
-    last_report = time.monotonic()
+class _Collector:
+    """One recording's results as its batches arrive: windows, hits, raw output, embeddings, merged detections."""
 
+    def __init__(self, runtime: ModelRuntime, options: PipelineOptions) -> None:
+        self.runtime, self.options = runtime, options
+        self.starts, self.ends, self.hits, self.embeddings, self.outputs = [], [], [], [], []
+        self.merger = DetectionMerger()
+        self.detections = []
+        self.processed = 0
+
+    def add(self, batch: BatchResult) -> None:
+        self.starts.append(batch.starts_s)
+        self.ends.append(batch.ends_s)
+        self.hits.extend(batch.hits)
+        self.outputs.append(batch.outputs)
+        if batch.embeddings is not None:
+            self.embeddings.append(batch.embeddings.astype(np.float16))
+        self.detections.extend(self.merger.add(batch))
+        self.processed += len(batch)
+
+    def results(self) -> RecordingResults:
+        self.detections.extend(self.merger.finish())
+        return RecordingResults(
+            starts_s=np.concatenate(self.starts) if self.starts else np.zeros(0),
+            ends_s=np.concatenate(self.ends) if self.ends else np.zeros(0),
+            hits=self.hits,
+            detections=self.detections,
+            label_names=self.runtime.label_names,
+            outputs=WindowOutputs.concatenate(self.outputs),
+            floor_logit=self.options.floor_logit,
+            embeddings=np.concatenate(self.embeddings) if self.embeddings else None,
+        )
+
+
+def _cancel_check(job_id: int):
     def should_stop() -> bool:
         try:
-            return InferenceJob.objects.filter(pk=job_recording.job_id, status=InferenceJob.Status.CANCELLED).exists()
+            return InferenceJob.objects.filter(pk=job_id, status=InferenceJob.Status.CANCELLED).exists()
         except DATABASE_GONE:  # a database restart is no cancel; the next check will see
             connection.close()
             return False
 
-    path = job_recording.recording.absolute_path
+    return should_stop
+
+
+def _check_has_audio(path) -> None:
     if read_info(path).frames == 0:
         raise AudioError(f"{path.name}: no audio samples (the file changed since it was imported?)")
+
+
+def _analyse(runtime: ModelRuntime, job_recording: JobRecording, options: PipelineOptions) -> RecordingResults:
+    collector = _Collector(runtime, options)
+    should_stop = _cancel_check(job_recording.job_id)
+    last_report = time.monotonic()
+    path = job_recording.recording.absolute_path
+    _check_has_audio(path)
     for batch in analyze(runtime, path, options):
-        starts.append(batch.starts_s)
-        ends.append(batch.ends_s)
-        hits.extend(batch.hits)
-        outputs.append(batch.outputs)
-        if batch.embeddings is not None:
-            embeddings.append(batch.embeddings.astype(np.float16))
-        detections.extend(merger.add(batch))
-        processed += len(batch)
+        collector.add(batch)
         if time.monotonic() - last_report >= PROGRESS_EVERY_S:
             last_report = time.monotonic()
-            _report(job_recording, processed)
+            _report(job_recording, collector.processed)
             if should_stop():
                 raise Cancelled()
     # No last progress report: finishing the recording sets its figures anyway, one write fewer.
-    detections.extend(merger.finish())
-    return RecordingResults(
-        starts_s=np.concatenate(starts) if starts else np.zeros(0),
-        ends_s=np.concatenate(ends) if ends else np.zeros(0),
-        hits=hits,
-        detections=detections,
-        label_names=runtime.label_names,
-        outputs=WindowOutputs.concatenate(outputs),
-        floor_logit=options.floor_logit,
-        embeddings=np.concatenate(embeddings) if embeddings else None,
-    )
+    return collector.results()
+
+
+def run_job_recordings(job_id: int, recording_ids: list[int]) -> list[str]:
+    """Process a task's recordings: one after the other, or all at once where the model runs best on large batches
+    (a GPU: see inference.feeding), each recording still stored and finished on its own."""
+    try:
+        job = _with_database(InferenceJob.objects.select_related("model_run").get, pk=job_id)
+        runtime = load_runtime(job.model_run.name, job.settings)
+    except DATABASE_GONE:
+        raise
+    except Exception:  # each recording then fails with the reason, on its own
+        runtime = None
+    if runtime is None or runtime.preferred_batch_size is None or len(recording_ids) < 2:
+        return [run_job_recording(job_id, recording_id) for recording_id in recording_ids]
+    return _run_together(job, runtime, recording_ids)
+
+
+def _run_together(job: InferenceJob, runtime: ModelRuntime, recording_ids: list[int]) -> list[str]:
+    config = job.settings
+    states: dict[int, str] = {}
+    claimed: list[tuple[JobRecording, PipelineOptions]] = []
+    for recording_id in recording_ids:
+        job_recording = _with_database(_claim, job.pk, recording_id)
+        if job_recording is None:
+            states[recording_id] = "skipped"
+            continue
+        try:
+            options = PipelineOptions(
+                config=config,
+                allowed_labels=allowed_labels(runtime, config, job_recording),
+                floor_logit=storage_floor(settings.PREDICTION_FLOOR),
+            )
+            stored = _with_database(_from_stored_output, runtime, job_recording, options)
+            if stored is not None:
+                states[recording_id] = _store_and_finish(job_recording, stored, {}, reused=True)
+                continue
+            _check_has_audio(job_recording.recording.absolute_path)
+        except DATABASE_GONE:
+            raise
+        except Exception as failure:
+            states[recording_id] = _fail(job_recording, failure)
+            continue
+        claimed.append((job_recording, options))
+    if not claimed:
+        return [states[recording_id] for recording_id in recording_ids]
+    collectors = [_Collector(runtime, options) for _, options in claimed]
+    began, last_report = time.perf_counter(), time.monotonic()
+    try:
+        events = analyze_many(
+            runtime,
+            [job_recording.recording.absolute_path for job_recording, _ in claimed],
+            [options for _, options in claimed],
+            batch_size=runtime.preferred_batch_size,
+            workers=settings.FEED_WORKERS,
+            should_stop=_every(PROGRESS_EVERY_S, _cancel_check(job.pk)),
+        )
+        for event in events:
+            job_recording = claimed[event.index][0]
+            if event.batch is not None:
+                collectors[event.index].add(event.batch)
+            elif event.finished:
+                timings = {"inference_s": time.perf_counter() - began}
+                results = collectors[event.index].results()
+                states[job_recording.recording_id] = _store_and_finish(job_recording, results, timings)
+            else:
+                _with_database(_finish_recording, job_recording, JobRecording.Status.FAILED, event.error)
+                states[job_recording.recording_id] = JobRecording.Status.FAILED
+            if time.monotonic() - last_report >= PROGRESS_EVERY_S:
+                last_report = time.monotonic()
+                for (running, _), collector in zip(claimed, collectors, strict=True):
+                    if running.recording_id not in states:
+                        _report(running, collector.processed)
+    except Cancelled:
+        for job_recording, _ in claimed:
+            if job_recording.recording_id not in states:
+                _with_database(_finish_recording, job_recording, JobRecording.Status.CANCELLED, "")
+                states[job_recording.recording_id] = JobRecording.Status.CANCELLED
+    except DATABASE_GONE:
+        raise
+    except Exception as failure:  # the model or the producers broke: the recordings not yet done fail, with why
+        logger.exception("job %s: recordings analysed together failed", job.pk)
+        for job_recording, _ in claimed:
+            if job_recording.recording_id not in states:
+                states[job_recording.recording_id] = _fail(job_recording, failure)
+    return [states[recording_id] for recording_id in recording_ids]
+
+
+def _store_and_finish(job_recording: JobRecording, results: RecordingResults, timings: dict, *, reused=False) -> str:
+    job = job_recording.job
+    try:
+        stored = time.perf_counter()
+        _with_database(
+            store_recording_results, job_recording.recording_id, job.model_run_id, job.pk, results, config=job.settings
+        )
+        timings = {**timings, "storage_s": time.perf_counter() - stored}
+    except DATABASE_GONE:
+        raise
+    except Exception as failure:
+        return _fail(job_recording, failure)
+    _with_database(_finish_recording, job_recording, JobRecording.Status.DONE, "", timings, reused=reused)
+    return JobRecording.Status.DONE
+
+
+def _fail(job_recording: JobRecording, failure: Exception) -> str:
+    if isinstance(failure, AudioError | FileNotFoundError | PermissionError | IsADirectoryError):
+        error = str(failure)
+    else:
+        logger.exception("job %s, recording %s failed", job_recording.job_id, job_recording.recording_id)
+        error = f"{type(failure).__name__}: {failure}"
+    _with_database(_finish_recording, job_recording, JobRecording.Status.FAILED, error)
+    return JobRecording.Status.FAILED
+
+
+def _every(seconds: float, check):
+    """`check`, asked at most once every `seconds` (False in between)."""
+    last = [time.monotonic()]
+
+    def throttled() -> bool:
+        if time.monotonic() - last[0] < seconds:
+            return False
+        last[0] = time.monotonic()
+        return check()
+
+    return throttled
 
 
 def _report(job_recording: JobRecording, processed: int) -> None:

@@ -268,9 +268,9 @@ class TorchNetwork:
 
     def __init__(self, network) -> None:
         self._network = network
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one batch at a time on the device
 
     def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         with self._lock:
-            logits, embeddings = self._network.run(batch)
-        return logits, embeddings
+            logits, embeddings = self._network(batch)
+            return logits.cpu().numpy(), embeddings.cpu().numpy()
