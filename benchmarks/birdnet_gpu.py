@@ -8,9 +8,10 @@ Django, soundfile or soxr needed there):
     python3 benchmarks/birdnet_gpu.py --check var/gpu-check [--seconds 20]
 
 `--write-reference` copies the model file and saves 32 real 3-s windows of ../shared/data (as 16-bit
-samples, so that both hosts read exactly the same float32 windows) with the logits and embeddings of
-LiteRT running the original model. `--check` builds the network from the model file on the GPU (TF32 off,
-float32), prints the largest differences from the reference (goal <= 1e-4) and the throughput at batches
+samples, so that both hosts read exactly the same float32 windows: 28 whole ones and the zero-padded
+last ones) with the logits and embeddings of LiteRT running the original model. `--check` builds the
+network from the model file on the GPU (TF32 off, float32; `--channels-last on|off` to compare layouts),
+prints the largest differences from the reference (goal <= 1e-4) and the throughput at batches
 64, 256 and 1,024: windows per second and seconds of audio per second with the windows already on the
 device (the model) and with each batch copied from host memory (what a worker feeds), and the share of
 the wall time the GPU spent in the model (busy). The last line is one JSON object.
@@ -47,25 +48,36 @@ def write_reference(folder: Path) -> None:
     original = BirdNetRuntime(frontend="original", cache_dir=folder / "cache")
     shutil.copy(original.model_dir / MODEL_FILE, folder / "model.tflite")
     shared = ROOT.parent / "shared" / "data"
-    windows = []
+    whole, padded = [], []
     for name in ("1min.wav", "great_plains_toad.wav", "rugr_drum.wav", "metadata.wav"):
         for _, _, batch in audio.iter_batches(shared / name, 48_000, 3.0, 0.0, 64):
-            windows.append(batch[~has_constant_run(batch, 1024)])
-    samples = np.clip(np.round(np.concatenate(windows)[:REFERENCE_WINDOWS] * 32768), -32768, 32767).astype(np.int16)
+            silent = has_constant_run(batch, 1024)
+            whole.append(batch[~silent])
+            padded.append(batch[silent])  # the zero-padded last windows
+    padded = np.concatenate(padded)
+    windows = np.concatenate([np.concatenate(whole)[: REFERENCE_WINDOWS - len(padded)], padded])
+    samples = np.clip(np.round(windows * 32768), -32768, 32767).astype(np.int16)
     logits, embeddings = original.predict_logits(samples.astype(np.float32) / 32768)
     np.savez_compressed(folder / "reference.npz", samples=samples, logits=logits, embeddings=embeddings)
     shutil.rmtree(folder / "cache", ignore_errors=True)
     log(f"wrote {folder}/model.tflite and reference.npz ({len(samples)} windows)")
 
 
-def gpu_figures(model: Path, samples: np.ndarray, logits: np.ndarray, embeddings: np.ndarray, seconds: float) -> dict:
+def gpu_figures(
+    model: Path,
+    samples: np.ndarray,
+    logits: np.ndarray,
+    embeddings: np.ndarray,
+    seconds: float,
+    channels_last: bool | None = None,
+) -> dict:
     import torch
 
     from inference.runtimes.birdnet_torch import BirdNetTorch
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     began = time.perf_counter()
-    network = BirdNetTorch.from_file(model, device=device)
+    network = BirdNetTorch.from_file(model, device=device, channels_last=channels_last)
     built_s = time.perf_counter() - began
     windows = samples.astype(np.float32) / 32768
     ours_logits, ours_embeddings = (tensor.cpu().numpy() for tensor in network(windows))
@@ -74,6 +86,7 @@ def gpu_figures(model: Path, samples: np.ndarray, logits: np.ndarray, embeddings
         "torch": torch.__version__,
         "tf32": bool(torch.backends.cuda.matmul.allow_tf32 or torch.backends.cudnn.allow_tf32),
         "build_s": round(built_s, 2),
+        "channels_last": channels_last,
         "max_logit_diff": float(np.abs(ours_logits - logits).max()),
         "max_embedding_diff": float(np.abs(ours_embeddings - embeddings).max()),
         "top1_equal": bool((ours_logits.argmax(1) == logits.argmax(1)).all()),
@@ -116,6 +129,7 @@ def main() -> None:
     parser.add_argument("--write-reference", type=Path, metavar="DIR")
     parser.add_argument("--check", type=Path, metavar="DIR")
     parser.add_argument("--seconds", type=float, default=20, help="timing, over the three batch sizes together")
+    parser.add_argument("--channels-last", choices=("auto", "on", "off"), default="auto", help="activations' layout")
     args = parser.parse_args()
     if args.write_reference:
         write_reference(args.write_reference)
@@ -127,7 +141,12 @@ def main() -> None:
             raise SystemExit(f"{module} was imported: the GPU check must run without it")
     reference = np.load(args.check / "reference.npz")
     figures = gpu_figures(
-        args.check / "model.tflite", reference["samples"], reference["logits"], reference["embeddings"], args.seconds
+        args.check / "model.tflite",
+        reference["samples"],
+        reference["logits"],
+        reference["embeddings"],
+        args.seconds,
+        {"auto": None, "on": True, "off": False}[args.channels_last],
     )
     figures["imports_litert_tensorflow_or_django"] = any(
         module.split(".")[0] in {"ai_edge_litert", "tensorflow", "django"} for module in sys.modules
