@@ -1,13 +1,14 @@
 """Pipeline results -> rows: clips, the model's raw output, the job's detections (windows and merged), embeddings.
 
-One recording's results are written in one transaction, in bulk (one statement per table,
-arrays passed with unnest; embeddings with binary COPY). Raw output and embeddings are keyed on
-(clip, model_run), so two jobs or a retry never double them; detections belong to the job.
+One recording's results are written in one transaction, in bulk: a statement or two per kind of
+row, integer arrays passed as one literal each and unnested, the raw output's entries and the
+embeddings by binary COPY, so that Python never quotes values one by one (benchmarks/storage.py).
+Raw output and embeddings are keyed on (clip, model_run), so two jobs or a retry never double
+them; detections belong to the job.
 """
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,7 +17,7 @@ from django.db import connection, transaction
 from embeddings.storage import store_embeddings
 from inference.config import InferenceConfig
 from inference.pipeline import Detection
-from inference.raw_output import species_tag_ids, write_outputs
+from inference.raw_output import array_literal, species_tag_ids, write_outputs
 from inference.selection import WindowOutputs
 
 
@@ -57,12 +58,15 @@ def store_recording_results(
         # Don't wait for this commit to reach the disk (half of the storage time). Safe: a database
         # crash loses only the newest commits, in order, so the later "done" mark and the queue's
         # acknowledgement go with them and the task runs again; the rows are keyed, so nothing doubles.
-        cursor.execute("SET LOCAL synchronous_commit = off")
         # Writers of one recording's raw output take turns (two jobs at once), and so do two attempts
         # of one job (a retry racing a slow original), so the replace of its detections stays exact.
         # Always in this order, and jobs keyed negative so the two never share a key: no deadlock.
-        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [int(model_run_id), int(recording_id)])
-        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [-int(job_id), int(recording_id)])
+        # One statement, one round trip: its expressions run left to right.
+        cursor.execute(
+            "SELECT set_config('synchronous_commit', 'off', true), pg_advisory_xact_lock(%s, %s),"
+            " pg_advisory_xact_lock(%s, %s)",
+            [int(model_run_id), int(recording_id), -int(job_id), int(recording_id)],
+        )
 
         windows = np.arange(len(results.starts_s))
         if results.outputs is None:  # stored output: only the windows with detections need their clip
@@ -101,17 +105,20 @@ def _clip_ids(cursor, recording_id: int, starts_s: np.ndarray, ends_s: np.ndarra
     starts, ends = [float(s) for s in starts_s], [float(e) for e in ends_s]
     cursor.execute(
         "INSERT INTO echoroo_clip (uuid, recording_id, start_time, end_time) "
-        "SELECT u, %s, s, e FROM unnest(%s::uuid[], %s::float8[], %s::float8[]) AS t(u, s, e) "
-        "ON CONFLICT (recording_id, start_time, end_time) DO NOTHING",
-        [recording_id, [uuid.uuid4() for _ in starts], starts, ends],
+        "SELECT gen_random_uuid(), %s, s, e FROM unnest(%s::float8[], %s::float8[]) AS t(s, e) "
+        "ON CONFLICT (recording_id, start_time, end_time) DO NOTHING RETURNING start_time, end_time, id",
+        [recording_id, starts, ends],
     )
-    cursor.execute(
-        "SELECT c.id FROM unnest(%s::float8[], %s::float8[]) WITH ORDINALITY AS t(s, e, n) "
-        "JOIN echoroo_clip c ON c.recording_id = %s AND c.start_time = t.s AND c.end_time = t.e ORDER BY t.n",
-        [starts, ends, recording_id],
-    )
-    ids = np.array([row[0] for row in cursor.fetchall()], dtype=np.int64)
-    assert len(ids) == len(starts), "every window has its clip"
+    clip_of_span = {(start, end): clip_id for start, end, clip_id in cursor.fetchall()}
+    if len(clip_of_span) < len(starts):  # some were there already (another job, another attempt)
+        cursor.execute(
+            "SELECT c.start_time, c.end_time, c.id FROM unnest(%s::float8[], %s::float8[]) AS t(s, e) "
+            "JOIN echoroo_clip c ON c.recording_id = %s AND c.start_time = t.s AND c.end_time = t.e",
+            [starts, ends, recording_id],
+        )
+        clip_of_span = {(start, end): clip_id for start, end, clip_id in cursor.fetchall()}
+    ids = np.array([clip_of_span.get(span, -1) for span in zip(starts, ends, strict=True)], dtype=np.int64)
+    assert (ids >= 0).all(), "every window has its clip"
     return ids
 
 
@@ -138,25 +145,33 @@ def _replace_clip_predictions(cursor, recording_id, model_run_id, job_id, result
     windows = [i for i, window in enumerate(results.hits) if window]
     if not windows:
         return 0
-    clip_ids = [clip_of_window[i] for i in windows]
-    cursor.execute(
-        "INSERT INTO echoroo_clipprediction (uuid, clip_id, model_run_id, job_id, created_at) "
-        "SELECT u, c, %s, %s, now() FROM unnest(%s::uuid[], %s::bigint[]) AS t(u, c) RETURNING clip_id, id",
-        [model_run_id, job_id, [uuid.uuid4() for _ in clip_ids], clip_ids],
-    )
-    prediction_of_clip = dict(cursor.fetchall())
-    prediction_ids, tags, scores = [], [], []
-    for window, clip_id in zip(windows, clip_ids, strict=True):
+    window_of_hit, tags, scores = [], [], []
+    for number, window in enumerate(windows):
         for label, score in results.hits[window]:
-            prediction_ids.append(prediction_of_clip[clip_id])
+            window_of_hit.append(number)
             tags.append(tag_ids[label])
             scores.append(min(max(float(score), 0.0), 1.0))
+    # One statement: the predictions' ids are drawn from their sequence first, so their tags can
+    # name them without a round trip for RETURNING and a lookup in Python.
     cursor.execute(
+        "WITH windows AS MATERIALIZED ("
+        "  SELECT nextval((SELECT pg_get_serial_sequence('echoroo_clipprediction', 'id')::regclass)) AS id, c, n"
+        "  FROM unnest(%s::bigint[]) WITH ORDINALITY AS w(c, n)),"
+        " predictions AS (INSERT INTO echoroo_clipprediction (id, uuid, clip_id, model_run_id, job_id, created_at)"
+        "  SELECT id, gen_random_uuid(), c, %s, %s, now() FROM windows) "
         "INSERT INTO echoroo_clippredictiontag (clip_prediction_id, tag_id, score) "
-        "SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::float8[])",
-        [prediction_ids, tags, scores],
+        "SELECT w.id, h.t, h.s FROM unnest(%s::int[], %s::bigint[], %s::float8[]) AS h(n, t, s) "
+        "JOIN windows w ON w.n = h.n + 1",
+        [
+            array_literal([clip_of_window[i] for i in windows]),
+            model_run_id,
+            job_id,
+            array_literal(window_of_hit),
+            array_literal(tags),
+            scores,
+        ],
     )
-    return len(clip_ids)
+    return len(windows)
 
 
 def _replace_detections(cursor, recording_id, model_run_id, job_id, detections: list[Detection], tag_ids) -> int:
@@ -178,30 +193,28 @@ def _replace_detections(cursor, recording_id, model_run_id, job_id, detections: 
     if not detections:
         return 0
     detections = sorted(detections, key=lambda d: (d.start_s, d.label_index))
-    event_uuids = [uuid.uuid4() for _ in detections]
+    # One statement, ids drawn from the sequences first (see _replace_clip_predictions).
     cursor.execute(
-        "INSERT INTO echoroo_soundevent (uuid, recording_id, start_time, end_time, created_at) "
-        "SELECT u, %s, s, e, now() FROM unnest(%s::uuid[], %s::float8[], %s::float8[]) AS t(u, s, e) "
-        "RETURNING uuid, id",
-        [recording_id, event_uuids, [d.start_s for d in detections], [d.end_s for d in detections]],
-    )
-    event_id = dict(cursor.fetchall())
-    event_ids = [event_id[u] for u in event_uuids]
-    prediction_uuids = [uuid.uuid4() for _ in detections]
-    cursor.execute(
-        "INSERT INTO echoroo_soundeventprediction (uuid, sound_event_id, model_run_id, job_id, created_at) "
-        "SELECT u, e, %s, %s, now() FROM unnest(%s::uuid[], %s::bigint[]) AS t(u, e) RETURNING uuid, id",
-        [model_run_id, job_id, prediction_uuids, event_ids],
-    )
-    prediction_id = dict(cursor.fetchall())
-    prediction_ids = [prediction_id[u] for u in prediction_uuids]
-    cursor.execute(
+        "WITH found AS MATERIALIZED ("
+        "  SELECT nextval((SELECT pg_get_serial_sequence('echoroo_soundevent', 'id')::regclass)) AS event_id,"
+        "   nextval((SELECT pg_get_serial_sequence('echoroo_soundeventprediction', 'id')::regclass)) AS prediction_id,"
+        "   s, e, t, score"
+        "  FROM unnest(%s::float8[], %s::float8[], %s::bigint[], %s::float8[]) AS d(s, e, t, score)),"
+        " events AS (INSERT INTO echoroo_soundevent (id, uuid, recording_id, start_time, end_time, created_at)"
+        "  SELECT event_id, gen_random_uuid(), %s, s, e, now() FROM found),"
+        " predictions AS (INSERT INTO echoroo_soundeventprediction"
+        "  (id, uuid, sound_event_id, model_run_id, job_id, created_at)"
+        "  SELECT prediction_id, gen_random_uuid(), event_id, %s, %s, now() FROM found) "
         "INSERT INTO echoroo_soundeventpredictiontag (sound_event_prediction_id, tag_id, score) "
-        "SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::float8[])",
+        "SELECT prediction_id, t, score FROM found",
         [
-            prediction_ids,
-            [tag_ids[d.label_index] for d in detections],
+            [d.start_s for d in detections],
+            [d.end_s for d in detections],
+            array_literal([tag_ids[d.label_index] for d in detections]),
             [min(max(d.score, 0.0), 1.0) for d in detections],
+            recording_id,
+            model_run_id,
+            job_id,
         ],
     )
     return len(detections)
