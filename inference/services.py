@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from echoroo.audio import count_windows
 from echoroo.models import Dataset, ModelRun, Recording
-from embeddings.indexes import ensure_hnsw_index
+from embeddings.indexes import defer_index, ensure_hnsw_index, windows_to_embed
 from inference.config import ConfigError, InferenceConfig, parse_config
 from inference.models import InferenceJob, JobRecording
 from inference.runtimes import ModelRuntime, available_runtimes, runtime_class
@@ -123,6 +123,9 @@ def start_job(job: InferenceJob, *, by=None, sync: bool = False) -> InferenceJob
         recording_ids = [row.recording_id for row in rows]
         if not sync:
             transaction.on_commit(lambda: _enqueue(job.pk, recording_ids))
+    if job.settings.store_embeddings:  # a large load: the run's HNSW index is built after it (embeddings.indexes)
+        windows = {row.recording_id: row.total_clips for row in rows}
+        defer_index(job.model_run_id, expected_rows=windows_to_embed(job.model_run_id, overlap, windows))
     if sync:
         _run_here(job.pk, recording_ids)
     if not recording_ids:
@@ -146,6 +149,10 @@ def cancel_job(job: InferenceJob, *, by=None) -> InferenceJob:
         JobRecording.objects.filter(job=job, status=JobRecording.Status.PENDING).update(
             status=JobRecording.Status.CANCELLED
         )
+        from inference.tasks import queue_embedding_index
+
+        # Its recordings still queued will not run: the run's index, if the job deferred it, is built now.
+        transaction.on_commit(lambda: queue_embedding_index(job.model_run_id), robust=True)
     return job
 
 
@@ -189,6 +196,10 @@ def _run_here(job_id: int, recording_ids: list[int]) -> None:
 
     for recording_id in recording_ids:
         run_job_recording(job_id, recording_id)
+    from inference.tasks import build_embedding_index
+
+    # No worker here to take the queued build: the run's index, if the job deferred it, is built now.
+    build_embedding_index(InferenceJob.objects.values_list("model_run_id", flat=True).get(pk=job_id))
 
 
 def _enqueue(job_id: int, recording_ids: list[int]) -> None:
