@@ -84,9 +84,9 @@ def test_a_task_runs_its_recordings_together_with_the_rows_of_one_by_one(dataset
     together, recordings = started(dataset)
     states = tasks.run_job_recordings(together.pk, recordings)
     assert states == ["done"] * len(recordings)
-    # Model calls were filled across recordings: 20 + 4 + 15 + 5 windows in two calls of at most 40.
-    assert sorted(large_batches[-1].batch_sizes, reverse=True)[0] == 40
-    assert sum(large_batches[-1].batch_sizes) == 44 and len(large_batches[-1].batch_sizes) == 2
+    # One model call at a time for the whole task, never more than the runtime's batch (how full each call is
+    # depends on how fast the producers decode: tests/inference/test_feeding.py checks the filling).
+    assert sum(large_batches[-1].batch_sizes) == 44 and max(large_batches[-1].batch_sizes) <= 40
     together.refresh_from_db()
     assert together.status == InferenceJob.Status.COMPLETED and together.progress == 100.0
     raw, embeddings = ClipOutput.objects.count(), ClipEmbedding.objects.count()

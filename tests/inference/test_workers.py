@@ -148,14 +148,15 @@ def clean_run_rows(job: InferenceJob) -> dict:
 
 @pytest.fixture
 def long_dataset(audio_root):
-    """Five minutes of field audio (1min.wav looped, each minute a little quieter) and rugr_drum.wav."""
+    """Fifteen minutes of field audio (1min.wav looped, each minute a little quieter) and rugr_drum.wav: long
+    enough (about 5 s of BirdNET's work here) that a test can act while it runs."""
     from tests.conftest import import_field_recordings
 
     signal_, rate = sf.read(SHARED_DATA / "1min.wav", dtype="float32")
-    looped = np.concatenate([signal_ * (1 - 0.05 * i) for i in range(5)])
+    looped = np.concatenate([signal_ * (1 - 0.05 * i) for i in range(15)])
     folder = audio_root / "Long"
     folder.mkdir()
-    sf.write(folder / "five_minutes.wav", looped, rate)
+    sf.write(folder / "fifteen_minutes.wav", looped, rate)
     return import_field_recordings(audio_root, ["rugr_drum.wav"], dataset="Long")
 
 
@@ -176,7 +177,7 @@ def test_a_worker_killed_mid_task_is_redone_once_with_the_same_rows(long_dataset
     job = services.create_job(model_name="birdnet", dataset=long_dataset, config={"confidence_threshold": 0.25})
     job = services.start_job(job)
     first = clusters(workers=1)
-    long_one = JobRecording.objects.get(job=job, recording__path__endswith="five_minutes.wav")
+    long_one = JobRecording.objects.get(job=job, recording__path__endswith="fifteen_minutes.wav")
 
     def midway():
         long_one.refresh_from_db()
@@ -191,9 +192,9 @@ def test_a_worker_killed_mid_task_is_redone_once_with_the_same_rows(long_dataset
     assert job.status == InferenceJob.Status.COMPLETED
     long_one.refresh_from_db()
     assert long_one.status == JobRecording.Status.DONE and long_one.attempts == 2
-    assert job.processed_clips == job.total_clips == 100 + 4
+    assert job.processed_clips == job.total_clips == 300 + 4
     after_kill = rows(job)
-    assert after_kill["embeddings"] == 104
+    assert after_kill["embeddings"] == 304
     assert after_kill == clean_run_rows(job)
 
 
@@ -240,14 +241,14 @@ def test_two_jobs_on_the_same_recordings_at_once_store_each_row_once(field_datas
 
 @pytest.fixture
 def queued_dataset(audio_root):
-    """Five minutes of field audio first, then three short drum recordings: tasks that wait behind it."""
+    """Fifteen minutes of field audio first, then three short drum recordings: tasks that wait behind it."""
     from echoroo.importing import import_recordings
 
     minute, rate = sf.read(SHARED_DATA / "1min.wav", dtype="float32")
     drum, drum_rate = sf.read(SHARED_DATA / "rugr_drum.wav", dtype="float32")
     folder = audio_root / "Queued"
     folder.mkdir()
-    sf.write(folder / "a_five_minutes.wav", np.concatenate([minute] * 5), rate)
+    sf.write(folder / "a_fifteen_minutes.wav", np.concatenate([minute] * 15), rate)
     for i in range(3):
         sf.write(folder / f"b_drum_{i}.wav", drum * (1 - 0.05 * i), drum_rate)
     return import_recordings([folder], dataset="Queued").dataset
@@ -256,7 +257,7 @@ def queued_dataset(audio_root):
 def test_cancel_while_one_task_runs_and_others_wait(queued_dataset, clusters, settings):
     settings.INFERENCE_TASK_AUDIO_S = 0  # one task per recording: the drums wait in the queue
     job = services.start_job(services.create_job(model_name="birdnet", dataset=queued_dataset, config={}))
-    long_one = JobRecording.objects.get(job=job, recording__path__endswith="a_five_minutes.wav")
+    long_one = JobRecording.objects.get(job=job, recording__path__endswith="a_fifteen_minutes.wav")
     assert set(job.job_recordings.exclude(pk=long_one.pk).values_list("status", flat=True)) == {"pending"}
     cluster = clusters(workers=1)
 
