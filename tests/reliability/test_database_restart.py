@@ -28,7 +28,7 @@ def test_a_job_survives_a_database_restart_mid_task(long_dataset, clusters):  # 
         services.create_job(model_name="birdnet", dataset=long_dataset, config={"confidence_threshold": 0.25})
     )
     clusters(workers=1)
-    long_one = JobRecording.objects.get(job=job, recording__path__endswith="five_minutes.wav")
+    long_one = JobRecording.objects.get(job=job, recording__path__endswith="fifteen_minutes.wav")
 
     def midway():
         long_one.refresh_from_db()
@@ -44,5 +44,5 @@ def test_a_job_survives_a_database_restart_mid_task(long_dataset, clusters):  # 
     # The task waited for the database and went on: no second delivery was needed.
     assert long_one.attempts == 1
     after_restart = rows(job)
-    assert after_restart["embeddings"] == 104
+    assert after_restart["embeddings"] == 304
     assert after_restart == clean_run_rows(job)
