@@ -99,6 +99,7 @@ INSTALLED_APPS = [
     "search",
     "classifiers",
     "validation",
+    "reports",
 ]
 
 MIDDLEWARE = [

@@ -15,11 +15,13 @@ urlpatterns = [
     path("api/v1/", include("validation.api.urls")),
     path("validation/", include("validation.urls")),
     path("api/v1/", include("search.api.urls")),
+    path("api/v1/", include("reports.api.urls")),
     path("api/v1/", include("echoroo.api.urls")),
     path("api/v1/auth/", include("rest_framework.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("", include("echoroo.page_urls")),
+    path("", include("reports.urls")),
 ]
 
 handler400 = "echoroo.views.bad_request"
