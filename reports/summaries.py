@@ -1,0 +1,228 @@
+"""Species summaries: a job's window detections by species, site and day, aggregated in the database.
+
+One row per species x site x day: the detections (window detections, ClipPredictionTag rows), the
+recordings with at least one, the best score and the clip that has it, and the first and last time of
+day a detection starts. The day and times are those of the selection's time zone (reports.selection);
+detections on recordings without a start time have no day: they make rows of their own, "day unknown"
+(day empty), which a date filter leaves out. Detections on recordings without a site make rows whose
+site is empty.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import TextIO
+
+from django.contrib.postgres.aggregates import ArrayAgg
+from django.db import connection
+from django.db.models import Count, F, Func, IntegerField, Max, Min, Q
+from django.db.models.functions import TruncDate, TruncTime
+
+from reports.selection import ReportError, Selection, detected_at, detections, parse_date
+
+# What a summary sorts by ("-" first for descending), and the SQL column of each.
+SORTS = {
+    "species": "species",
+    "site": "site",
+    "day": "day",
+    "detections": "detections",
+    "recordings": "recordings",
+    "max_score": "max_score",
+    "first_time": "first_time",
+    "last_time": "last_time",
+}
+DEFAULT_SORT = "species"
+# After the sort asked for, rows are always in this order: pages never shuffle.
+TIE_BREAK = ("species", "site", "day")
+CSV_HEADER = (
+    "species",
+    "scientific_name",
+    "common_name",
+    "site",
+    "day",
+    "detections",
+    "recordings",
+    "max_score",
+    "max_score_clip",
+    "max_score_recording",
+    "max_score_start_s",
+    "first_time",
+    "last_time",
+)
+CSV_CHUNK_ROWS = 5000
+
+
+@dataclass(frozen=True)
+class SummaryFilters:
+    """What a summary keeps and how it sorts: a species (full label or scientific name), a site (by name), days
+    from `start` to `end` (both included, local dates), and a sort key (SORTS, "-" for descending)."""
+
+    species: str = ""
+    site: str = ""
+    start: dt.date | None = None
+    end: dt.date | None = None
+    sort: str = DEFAULT_SORT
+
+
+@dataclass(frozen=True)
+class SummaryRow:
+    species: str
+    site: str | None
+    day: dt.date | None
+    detections: int
+    recordings: int
+    max_score: float
+    first_time: dt.time | None
+    last_time: dt.time | None
+    max_score_clip: str
+    max_score_start_s: float
+    recording_uuid: str
+    recording_path: str
+
+    @property
+    def names(self) -> tuple[str, str]:
+        """(scientific name, common name); a bare class name (Perch) is both."""
+        scientific, _, common = self.species.partition("_")
+        return scientific, common or scientific
+
+
+def filters_from(params: Mapping[str, str]) -> SummaryFilters:
+    """The filters a query string asks for: species, site, start, end, sort; ReportError names the one at fault."""
+    sort = (params.get("sort") or DEFAULT_SORT).strip()
+    if sort.removeprefix("-") not in SORTS:
+        raise ReportError("sort", f"{sort!r}: sort by one of {', '.join(SORTS)} (with - first for descending)")
+    start, end = parse_date(params.get("start"), "start"), parse_date(params.get("end"), "end")
+    if start and end and end < start:
+        raise ReportError("end", f"{end} is before the start, {start}")
+    return SummaryFilters(
+        species=(params.get("species") or "").strip(),
+        site=(params.get("site") or "").strip(),
+        start=start,
+        end=end,
+        sort=sort,
+    )
+
+
+def grouped_sql(selection: Selection, filters: SummaryFilters) -> tuple[str, tuple]:
+    """The aggregation, by ids (tag_id, site_id, day): what every summary query wraps."""
+    at = detected_at()
+    rows = detections(selection).annotate(
+        day=TruncDate(at, tzinfo=selection.zone), time_of_day=TruncTime(at, tzinfo=selection.zone)
+    )
+    if filters.species:
+        rows = rows.filter(Q(tag__value=filters.species) | Q(tag__value__startswith=f"{filters.species}_"))
+    if filters.site:
+        rows = rows.filter(clip_prediction__clip__recording__site__name=filters.site)
+    if filters.start:
+        rows = rows.filter(day__gte=filters.start)
+    if filters.end:
+        rows = rows.filter(day__lte=filters.end)
+    grouped = (
+        rows.values("tag_id", "day", site_id=F("clip_prediction__clip__recording__site_id"))
+        .annotate(
+            detections=Count("id"),
+            recordings=Count("clip_prediction__clip__recording_id", distinct=True),
+            max_score=Max("score"),
+            best_clip_id=Func(
+                ArrayAgg("clip_prediction__clip_id", order_by=("-score", "clip_prediction__clip_id")),
+                template="(%(expressions)s)[1]",
+                output_field=IntegerField(),
+            ),
+            first_time=Min("time_of_day"),
+            last_time=Max("time_of_day"),
+        )
+        .order_by()
+    )
+    return grouped.query.sql_with_params()
+
+
+def _order_by(sort: str) -> str:
+    column = SORTS[sort.removeprefix("-")]
+    direction = "DESC" if sort.startswith("-") else "ASC"
+    keys = [f"{column} {direction} NULLS LAST"] + [f"{key} ASC NULLS LAST" for key in TIE_BREAK if key != column]
+    return ", ".join(keys)
+
+
+def _query(selection: Selection, filters: SummaryFilters, *, limit: int | None, offset: int) -> tuple[str, tuple]:
+    """Named groups in order (the page's alone, given a limit) with their best clips and, on each, the total."""
+    grouped, params = grouped_sql(selection, filters)
+    order = _order_by(filters.sort)
+    page = f"LIMIT {int(limit)} OFFSET {int(offset)}" if limit is not None else ""
+    # The best clip is looked up for the page's rows only: a join before the LIMIT would look it up for all.
+    sql = f"""
+        SELECT page.species, page.site, page.day, page.detections, page.recordings, page.max_score,
+               page.first_time, page.last_time, clip.uuid, clip.start_time, recording.uuid, recording.path, page.total
+        FROM (
+            SELECT groups.*, tag.value AS species, site.name AS site, count(*) OVER () AS total
+            FROM ({grouped}) groups
+            JOIN echoroo_tag tag ON tag.id = groups.tag_id
+            LEFT JOIN echoroo_site site ON site.id = groups.site_id
+            ORDER BY {order} {page}
+        ) page
+        JOIN echoroo_clip clip ON clip.id = page.best_clip_id
+        JOIN echoroo_recording recording ON recording.id = clip.recording_id
+        ORDER BY {order}
+    """
+    return sql, params
+
+
+def _row(values: tuple) -> SummaryRow:
+    *shown, clip_uuid, start_s, recording_uuid, path, _total = values
+    return SummaryRow(*shown, str(clip_uuid), start_s, str(recording_uuid), path)
+
+
+def summary_page(selection: Selection, filters: SummaryFilters, *, number: int, size: int) -> tuple[list, int]:
+    """One page of the summary (numbered from 1) and the number of rows in all pages: one query."""
+    with connection.cursor() as cursor:
+        cursor.execute(*_query(selection, filters, limit=size, offset=(number - 1) * size))
+        found = cursor.fetchall()
+        if found:
+            return [_row(values) for values in found], found[0][-1]
+        grouped, params = grouped_sql(selection, filters)
+        cursor.execute(f"SELECT count(*) FROM ({grouped}) groups", params)
+        return [], cursor.fetchone()[0]
+
+
+def summary_rows(selection: Selection, filters: SummaryFilters) -> Iterator[SummaryRow]:
+    """Every row of the summary, streamed from a server-side cursor."""
+    with connection.chunked_cursor() as cursor:
+        cursor.execute(*_query(selection, filters, limit=None, offset=0))
+        while chunk := cursor.fetchmany(CSV_CHUNK_ROWS):
+            yield from (_row(values) for values in chunk)
+
+
+def write_csv(rows: Iterator[SummaryRow], out: TextIO) -> int:
+    """The summary as CSV (CSV_HEADER; day and times empty where the day is unknown); returns the rows written."""
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_HEADER)
+    count = 0
+    for row in rows:
+        writer.writerow(csv_fields(row))
+        count += 1
+    return count
+
+
+def csv_fields(row: SummaryRow) -> list:
+    scientific, common = row.names
+    return [
+        row.species,
+        scientific,
+        common,
+        row.site or "",
+        row.day.isoformat() if row.day else "",
+        row.detections,
+        row.recordings,
+        f"{row.max_score:.4f}",
+        row.max_score_clip,
+        row.recording_path,
+        round(row.max_score_start_s, 4),
+        _time(row.first_time),
+        _time(row.last_time),
+    ]
+
+
+def _time(value: dt.time | None) -> str:
+    return value.isoformat(timespec="seconds") if value else ""
