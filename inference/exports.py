@@ -1,4 +1,6 @@
-"""A job's detections out of the database as BirdNET-Analyzer writes them: Raven selection tables, CSV, Audacity labels.
+"""A job's detections out of the database as BirdNET-Analyzer writes them (inference.birdnet_formats): Raven selection
+tables, CSV, Kaleidoscope CSV and Audacity labels, one file per recording or one combined file, into a folder (the
+command) or streamed (the API: a combined file, or a zip of the per-recording files).
 
 A job's rows are its own (ClipPrediction.job, SoundEventPrediction.job): an export reads exactly one
 job's, whatever ran before or after it on the same recordings, and never a classifier's scores.
@@ -7,55 +9,77 @@ A threshold set (validation.ThresholdSet) keeps only the detections at or above 
 threshold in it; `verified` only the windows a reviewer judged "correct" for the species, one row
 each, with the reviewers in a last column ("Reviewer").
 
-Rows come from one streamed query (a server-side cursor inside one transaction), so an export of
-millions of rows holds only a chunk of them in memory at a time.
+Rows come from one streamed query (a server-side cursor inside one transaction), merged with a streamed list of
+the job's recordings in the same order, so an export of millions of rows holds only a chunk of them at a time.
 """
 
 from __future__ import annotations
 
-import csv
+import datetime as dt
 import uuid
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from itertools import groupby
-from pathlib import Path, PurePosixPath
-from typing import NamedTuple, TextIO
+import zipfile
+import zoneinfo
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from itertools import chain
+from pathlib import Path
 
 from django.conf import settings
 from django.contrib.postgres.aggregates import StringAgg
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Collate
 
 from echoroo.models import ClipPredictionTag, Dataset, ModelRun, Recording, SoundEventPredictionTag
+from inference import birdnet_formats as formats
+from inference.birdnet_formats import (  # noqa: F401  (the formats' names, as callers have read them from here)
+    AUDACITY_SUFFIX,
+    CSV_HEADER,
+    KALEIDOSCOPE_HEADER,
+    RAVEN_HEADER,
+    RAVEN_SUFFIX,
+    REVIEWER_COLUMN,
+    AudioFile,
+    Row,
+    csv_field,
+    split_label,
+)
 from inference.models import InferenceJob, JobRecording
+from inference.runner import recording_location, recording_week
 from validation.models import ThresholdSet, Verdict
 from validation.services import passing
 
-FORMATS = ("raven", "csv", "audacity")
-
-# BirdNET-Analyzer's headers, column for column (birdnet_analyzer/analyze.py).
-RAVEN_HEADER = (
-    "Selection",
-    "View",
-    "Channel",
-    "Begin Time (s)",
-    "End Time (s)",
-    "Low Freq (Hz)",
-    "High Freq (Hz)",
-    "Common Name",
-    "Species Code",
-    "Confidence",
-    "Begin Path",
-    "File Offset (s)",
+FORMATS = ("raven", "csv", "kaleidoscope", "audacity")
+# The extra columns a CSV export may add after "File", always in this order. BirdNET-Analyzer's own
+# (--additional_columns, in its order): lat, lon, week, overlap, sensitivity, min_conf, species_list, model;
+# ours: date and time (of the detection's start), site and threshold (the one the row passed).
+COLUMNS = (
+    "date",
+    "time",
+    "site",
+    "lat",
+    "lon",
+    "week",
+    "overlap",
+    "sensitivity",
+    "min_conf",
+    "threshold",
+    "species_list",
+    "model",
 )
-CSV_HEADER = ("Start (s)", "End (s)", "Scientific name", "Common name", "Confidence", "File")
-# The column a verified export adds at the end: who judged the detection correct.
-REVIEWER_COLUMN = "Reviewer"
-# BirdNET-Analyzer's file names, after the recording's path without its extension.
-RAVEN_SUFFIX = ".BirdNET.selection.table.txt"
-AUDACITY_SUFFIX = ".BirdNET.results.txt"
+TABLES = {
+    "raven": formats.RavenTable,
+    "csv": formats.CsvTable,
+    "kaleidoscope": formats.KaleidoscopeTable,
+    "audacity": formats.AudacityLabels,
+}
+CONTENT_TYPES = {"raven": "text/plain", "csv": "text/csv", "kaleidoscope": "text/csv"}
 
 CHUNK_ROWS = 5000
+# A streamed download sends its text in pieces of about this many lines (or zip bytes).
+CHUNK_LINES = 2000
+CHUNK_BYTES = 256 * 1024
 
 
 class ExportError(ValueError):
@@ -78,19 +102,53 @@ class Scope:
     unfinished: int = 0
 
 
-class Row(NamedTuple):
-    """One window-and-species prediction, or one merged detection."""
+@dataclass(frozen=True)
+class ExportOptions:
+    """What to export of a scope's job, and how; checked when made (ExportError names the option at fault)."""
 
-    recording_id: int
-    recording_path: str
-    samplerate: int
-    start_s: float
-    end_s: float
-    low_hz: float | None
-    high_hz: float | None
-    label: str
-    score: float
-    reviewers: str = ""  # verified exports: who judged it correct, by name
+    file_format: str
+    # One file for all recordings (raven: with its list of audio files), not one per recording.
+    combined: bool = False
+    # Extra CSV columns, names from COLUMNS (kept in COLUMNS' order).
+    columns: tuple[str, ...] = ()
+    min_score: float = 0.0
+    merged: bool = False
+    threshold_set: ThresholdSet | None = None
+    verified: bool = False
+
+    def __post_init__(self) -> None:
+        if self.file_format not in FORMATS:
+            raise ExportError("format", f"unknown format {self.file_format!r}; the formats are: {', '.join(FORMATS)}")
+        if self.verified and self.merged:
+            raise ExportError("verified", "verdicts are given on windows, not on merged detections: leave out --merged")
+        if not 0 <= self.min_score <= 1:
+            raise ExportError("min_score", f"must be in [0, 1], got {self.min_score:g}")
+        if self.combined and self.file_format == "audacity":
+            raise ExportError(
+                "combined", "BirdNET-Analyzer writes Audacity labels per recording only: leave out combined"
+            )
+        unknown = [name for name in self.columns if name not in COLUMNS]
+        if unknown:
+            raise ExportError("columns", f"unknown column {unknown[0]!r}; the extra columns are: {', '.join(COLUMNS)}")
+        if self.columns and self.file_format != "csv":
+            raise ExportError("columns", "only the csv format takes extra columns, as in BirdNET-Analyzer")
+        object.__setattr__(self, "columns", tuple(name for name in COLUMNS if name in self.columns))
+
+
+def parse_columns(text: str | Iterable[str] | None) -> tuple[str, ...]:
+    """ "date,site, lat" (or a list of names) -> the names; an unknown name is left for ExportOptions to refuse."""
+    if text is None:
+        return ()
+    names = text.split(",") if isinstance(text, str) else text
+    return tuple(dict.fromkeys(name.strip() for name in names if name.strip()))
+
+
+@dataclass
+class Tally:
+    """What an export wrote, counted as it goes."""
+
+    rows: int = 0
+    recordings: int = 0  # recordings with at least one row
 
 
 @dataclass(frozen=True)
@@ -100,10 +158,28 @@ class ExportReport:
     files: tuple[Path, ...]
 
 
+@dataclass(frozen=True)
+class ExportFile:
+    """One file of an export: its name (relative to the export's folder) and its text, line by line."""
+
+    name: str
+    lines: Iterator[str]
+
+
+@dataclass(frozen=True)
+class Download:
+    """An export as one streamed HTTP download."""
+
+    filename: str
+    content_type: str
+    chunks: Iterator[bytes]
+
+
 def scope_of(
     *, dataset: str | None = None, recording: str | None = None, job: str | None = None, model_run: str | None = None
 ) -> Scope:
-    """The job to export: the job named (by UUID), or the newest completed job on a dataset (by name) or a recording.
+    """The job to export: the job named (by UUID), or the newest completed job on a dataset (by name or UUID) or a
+    recording (by UUID).
 
     `model_run` (id, UUID, "name version" or name) picks among the jobs of a dataset or recording; with a
     job it must be the job's. Only a job's own rows are ever exported: never another job's, never a
@@ -120,10 +196,7 @@ def scope_of(
             raise ExportError("model_run", f"the job ran {found.model_run}, not {model_run!r}; leave the model run out")
         return _of_job(found)
     if dataset is not None:
-        target = Dataset.objects.filter(name=dataset).first()
-        if target is None:
-            names = list(Dataset.objects.order_by("name").values_list("name", flat=True)[:20])
-            raise ExportError("dataset", f"no dataset named {dataset!r}; the datasets are: {_listed(names)}")
+        target = _dataset(dataset)
         where = f"dataset {target.name!r}"
         found = _newest_completed(InferenceJob.objects.filter(dataset=target), wanted, field="dataset", where=where)
         return _of_job(found, chosen=f"the newest completed job on {where}")
@@ -134,6 +207,18 @@ def scope_of(
     finished_it = JobRecording.objects.filter(job=OuterRef("pk"), recording=target, status=JobRecording.Status.DONE)
     found = _newest_completed(InferenceJob.objects.filter(Exists(finished_it)), wanted, field="recording", where=where)
     return Scope(found, Recording.objects.filter(pk=target.pk), chosen=f"the newest completed job on {where}")
+
+
+def _dataset(wanted: str) -> Dataset:
+    try:
+        found = Dataset.objects.filter(uuid=uuid.UUID(str(wanted))).first()
+    except ValueError:
+        found = None
+    found = found or Dataset.objects.filter(name=wanted).first()
+    if found is None:
+        names = list(Dataset.objects.order_by("name").values_list("name", flat=True)[:20])
+        raise ExportError("dataset", f"no dataset named {wanted!r}; the datasets are: {_listed(names)}")
+    return found
 
 
 def _of_job(job: InferenceJob, *, chosen: str = "") -> Scope:
@@ -170,85 +255,266 @@ def threshold_set_named(name: str) -> ThresholdSet:
     return found
 
 
-def export_detections(
-    scope: Scope,
-    *,
-    file_format: str,
-    output: Path,
-    min_score: float = 0.0,
-    merged: bool = False,
-    threshold_set: ThresholdSet | None = None,
-    verified: bool = False,
-) -> ExportReport:
+# --- Writing: to a folder, or streamed ---------------------------------------------------------------------------
+
+
+def export_detections(scope: Scope, options: ExportOptions, output: Path) -> ExportReport:
     """Write the scope's job's window detections (or merged detections) on the scope's recordings to `output`.
 
-    raven and audacity write one file per recording of the scope into the folder `output` (a header
-    alone, or an empty file, where a recording has no rows); csv writes one file. With a threshold
-    set, only the rows passing it; `verified`, only windows judged correct, with a "Reviewer" column
-    (raven, csv; Audacity's labels have no room for one).
+    `output` is a folder: one file per recording finished (BirdNET-Analyzer's names, under the recording's path),
+    or the combined file (raven: and its list of audio files), and the analysis parameters file. A csv export to
+    a path ending in ".csv" writes that one file, every recording in it.
     """
-    if file_format not in FORMATS:
-        raise ExportError("format", f"unknown format {file_format!r}; the formats are: {', '.join(FORMATS)}")
-    if verified and merged:
-        raise ExportError("verified", "verdicts are given on windows, not on merged detections: leave out --merged")
     output = Path(output)
-    if file_format == "csv":
-        if output.is_dir():
-            raise ExportError("output", f"{output} is a folder; the csv format writes one file")
-        output.parent.mkdir(parents=True, exist_ok=True)
-    elif output.exists() and not output.is_dir():
-        raise ExportError(
-            "output", f"{output} is a file; the {file_format} format writes a file per recording to a folder"
-        )
-    # One transaction: a server-side cursor streams without being materialised, and the
-    # rows and the list of recordings come from one snapshot.
+    one_file = options.file_format == "csv" and not options.combined and output.suffix.lower() == ".csv"
+    if one_file and output.is_dir():
+        raise ExportError("output", f"{output} is a folder; give a file name ending in .csv, or a folder without")
+    if not one_file and output.exists() and not output.is_dir():
+        raise ExportError("output", f"{output} is a file; the {options.file_format} format writes files to a folder")
+    tally, written = Tally(), []
+    with one_snapshot():
+        if one_file:
+            files = export_files(scope, replace(options, combined=True), tally)
+            output.parent.mkdir(parents=True, exist_ok=True)
+            _write(output, next(files).lines)
+            files.close()
+            return ExportReport(tally.rows, tally.recordings, (output,))
+        output.mkdir(parents=True, exist_ok=True)
+        for file in export_files(scope, options, tally):
+            path = output / file.name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _write(path, file.lines)
+            written.append(path)
+    return ExportReport(tally.rows, tally.recordings, tuple(written))
+
+
+def download(scope: Scope, options: ExportOptions) -> Download:
+    """The export as one download: the combined file, or a zip of the per-recording files and the parameters
+    file. Nothing is read until the chunks are."""
+    if options.combined:
+        name = TABLES[options.file_format].combined_name
+        return Download(name, f"{CONTENT_TYPES[options.file_format]}; charset=utf-8", _combined_chunks(scope, options))
+    filename = f"BirdNET_{options.file_format}_{scope.job.uuid}.zip"
+    return Download(filename, "application/zip", _zip_chunks(scope, options))
+
+
+def export_files(scope: Scope, options: ExportOptions, tally: Tally | None = None) -> Iterator[ExportFile]:
+    """The export's files in order, each streamed: read a file's lines before asking for the next file.
+
+    Per recording: each recording's own file (a recording without rows too: BirdNET-Analyzer writes one for
+    every file it analysed), then the parameters file. Combined: the combined file, for raven its list of
+    audio files, then the parameters file."""
+    tally = tally if tally is not None else Tally()
+    groups = _by_recording(scope, options, tally)
+    if options.combined:
+        table = _table(scope, options, combined=True)
+        lines = chain([table.header()], (line for audio, rows in groups for line in table.lines(audio, rows)))
+        yield ExportFile(table.combined_name, lines)
+        if options.file_format == "raven":
+            yield ExportFile(
+                formats.COMBINED_RAVEN_LIST, formats.raven_list(audio.path for _, audio in _audio_files(scope))
+            )
+    else:
+        for audio, rows in groups:
+            table = _table(scope, options)
+            header = [table.header()] if table.header() else []
+            yield ExportFile(
+                formats.result_name(audio.relative_path, table.suffix), chain(header, table.lines(audio, rows))
+            )
+    yield ExportFile(formats.PARAMS_FILE, iter([formats.params_file(analysis_params(scope.job, options))]))
+
+
+def analysis_params(job: InferenceJob, options: ExportOptions) -> tuple:
+    """The values of BirdNET-Analyzer's parameters file for the job: its window layout and sample rate, the band
+    (BirdNET-Analyzer's 0-15000 Hz), no file splitting (windows run on across a whole recording), no minimum
+    length (a recording's last window is kept however short), no merging of windows (empty for merged
+    detections: overlapping windows are joined, not a count of them), audio speed 1, no custom classifier."""
+    model_run = job.model_run
+    merged = "" if options.merged else 1
+    window_s = float(model_run.segment_duration) if model_run.segment_duration else ""
+    return (
+        "",
+        window_s,
+        model_run.sample_rate or "",
+        float(job.settings.overlap),
+        0.0,
+        formats.LOW_FREQ_HZ,
+        formats.HIGH_FREQ_HZ,
+        merged,
+        1.0,
+        "",
+    )
+
+
+@contextmanager
+def one_snapshot():
+    """One transaction that sees one snapshot of the database: server-side cursors stream inside it, and the
+    rows and the list of recordings agree even while a job writes."""
+    outermost = not connection.in_atomic_block
     with transaction.atomic():
-        found = rows(scope, min_score=min_score, merged=merged, threshold_set=threshold_set, verified=verified)
-        if file_format == "csv":
-            with output.open("w", newline="", encoding="utf-8") as out:
-                count, recordings = write_csv(found, out, reviewers=verified)
-            return ExportReport(count, recordings, (output,))
-        return _write_per_recording(scope, found, output, file_format, reviewers=verified)
+        if outermost:
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        yield
 
 
-def rows(
-    scope: Scope,
-    *,
-    min_score: float = 0.0,
-    merged: bool = False,
-    threshold_set: ThresholdSet | None = None,
-    verified: bool = False,
-) -> Iterator[Row]:
-    """The job's rows on the scope's recordings at or above `min_score` (and their species' threshold in the set,
-    given one; judged correct, if `verified`), by recording, start time, then score (best first); streamed."""
-    if merged:
+def _write(path: Path, lines: Iterable[str]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as out:
+        out.writelines(lines)
+
+
+def _encoded(lines: Iterable[str]) -> Iterator[bytes]:
+    batch: list[str] = []
+    for line in lines:
+        batch.append(line)
+        if len(batch) >= CHUNK_LINES:
+            yield "".join(batch).encode()
+            batch.clear()
+    if batch:
+        yield "".join(batch).encode()
+
+
+def _combined_chunks(scope: Scope, options: ExportOptions) -> Iterator[bytes]:
+    with one_snapshot():
+        files = export_files(scope, options)
+        yield from _encoded(next(files).lines)
+        files.close()
+
+
+class _Sink:
+    """A write-only stream zipfile writes an archive into (it adds data descriptors, needing no seek); what
+    it wrote is taken out in pieces."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.size = 0
+
+    def write(self, data) -> int:
+        self.parts.append(bytes(data))
+        self.size += len(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def take(self) -> bytes:
+        data = b"".join(self.parts)
+        self.parts.clear()
+        self.size = 0
+        return data
+
+
+def _zip_chunks(scope: Scope, options: ExportOptions) -> Iterator[bytes]:
+    sink = _Sink()
+    now = dt.datetime.now().timetuple()[:6]
+    with one_snapshot(), zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for file in export_files(scope, options):
+            member = zipfile.ZipInfo(file.name, date_time=now)
+            member.compress_type = zipfile.ZIP_DEFLATED
+            with archive.open(member, "w") as out:
+                for chunk in _encoded(file.lines):
+                    out.write(chunk)
+                    if sink.size >= CHUNK_BYTES:
+                        yield sink.take()
+    yield sink.take()
+
+
+# --- Reading: the job's rows, recording by recording -------------------------------------------------------------
+
+
+def _table(scope: Scope, options: ExportOptions, *, combined: bool = False) -> formats.Table:
+    reviewers = options.verified
+    if options.file_format == "csv":
+        return formats.CsvTable(
+            combined=combined,
+            reviewers=reviewers,
+            extra_columns=options.columns,
+            extra=_extra_columns(scope.job, options) if options.columns else None,
+        )
+    if options.file_format == "kaleidoscope":
+        config = scope.job.settings
+        return formats.KaleidoscopeTable(
+            overlap_s=float(config.overlap),
+            sensitivity=float(config.sensitivity),
+            combined=combined,
+            reviewers=reviewers,
+        )
+    if options.file_format == "raven":
+        return formats.RavenTable(combined=combined, reviewers=reviewers)
+    return formats.AudacityLabels()
+
+
+def _by_recording(scope: Scope, options: ExportOptions, tally: Tally) -> Iterator[tuple[AudioFile, Iterator[Row]]]:
+    """Each recording the job finished (by path) with its rows, from two streamed queries in the same order."""
+    found = rows(scope, options)
+    pending = next(found, None)
+
+    def own(recording_id: int) -> Iterator[Row]:
+        nonlocal pending
+        if pending is not None and pending[0] == recording_id:
+            tally.recordings += 1
+        while pending is not None and pending[0] == recording_id:
+            tally.rows += 1
+            yield pending[1]
+            pending = next(found, None)
+
+    for recording_id, audio in _audio_files(scope):
+        recording_rows = own(recording_id)
+        yield audio, recording_rows
+        for _ in recording_rows:  # what the caller left unread
+            pass
+    if pending is not None:
+        raise RuntimeError(f"recording {pending[0]}'s rows came out of order: the export is incomplete")
+
+
+def _audio_files(scope: Scope) -> Iterator[tuple[int, AudioFile]]:
+    """The recordings the job finished in the scope, by path (as BirdNET-Analyzer sorts its files: by code
+    point, whatever the database's collation), each as the formats name it."""
+    config = scope.job.settings
+    recordings = scope.recordings.select_related("site", "dataset").order_by(Collate("path", "C"), "pk")
+    for recording in recordings.iterator(chunk_size=CHUNK_ROWS):
+        place = recording_location(recording, config)
+        latitude, longitude = place if place is not None else (formats.NOWHERE, formats.NOWHERE)
+        yield (
+            recording.pk,
+            AudioFile(
+                path=audio_path(recording.path),
+                relative_path=recording.path,
+                duration_s=recording.duration,
+                samplerate=recording.samplerate,
+                latitude=latitude,
+                longitude=longitude,
+                week=recording_week(recording, config),
+                site=recording.site.name if recording.site is not None else "",
+                recorded_at=recording.recorded_at,
+            ),
+        )
+
+
+def rows(scope: Scope, options: ExportOptions) -> Iterator[tuple[int, Row]]:
+    """(recording id, row) of the job's rows on the scope's recordings at or above the minimum score (and their
+    species' threshold in the set, given one; judged correct, if verified), by recording path, start time, then
+    score (best first); streamed."""
+    if options.merged:
         model, prediction, span = SoundEventPredictionTag, "sound_event_prediction", "sound_event"
     else:
         model, prediction, span = ClipPredictionTag, "clip_prediction", "clip"
     span = f"{prediction}__{span}"
     recording = f"{span}__recording"
-    columns = [f"{recording}_id", f"{recording}__path", f"{recording}__samplerate"]
-    columns += [f"{span}__start_time", f"{span}__end_time"]
-    box = [f"{span}__low_freq", f"{span}__high_freq"] if merged else []  # windows have no frequency box
-    query = model.objects.filter(**{f"{prediction}__job": scope.job, f"{recording}__in": scope.recordings}).filter(
-        score__gte=min_score
+    query = model.objects.filter(**{f"{prediction}__job": scope.job, f"{recording}__in": scope.recordings})
+    if options.min_score:
+        query = query.filter(score__gte=options.min_score)
+    if options.threshold_set is not None:
+        query = passing(query, options.threshold_set)
+    columns = [f"{recording}_id", f"{span}__start_time", f"{span}__end_time", "tag__value", "score"]
+    if options.verified:
+        query = query.annotate(reviewers=correct_by(OuterRef(f"{span}_id"), OuterRef("tag_id")))
+        query = query.filter(reviewers__isnull=False)
+        columns.append("reviewers")
+    ordered = query.order_by(
+        Collate(f"{recording}__path", "C"), f"{recording}_id", f"{span}__start_time", "-score", "tag__value"
     )
-    if threshold_set is not None:
-        query = passing(query, threshold_set)
-    reviewers = []
-    if verified:
-        query = query.annotate(reviewers=correct_by(OuterRef(f"{span}_id"), OuterRef("tag_id"))).filter(
-            reviewers__isnull=False
-        )
-        reviewers = ["reviewers"]
-    query = (
-        query.order_by(f"{recording}__path", f"{recording}_id", f"{span}__start_time", "-score", "tag__value")
-        .values_list(*columns, *box, "tag__value", "score", *reviewers)
-        .iterator(chunk_size=CHUNK_ROWS)
-    )
-    if merged:
-        return (Row(*values) for values in query)
-    return (Row(*values[:5], None, None, *values[5:]) for values in query)
+    return ((values[0], Row(*values[1:])) for values in ordered.values_list(*columns).iterator(chunk_size=CHUNK_ROWS))
 
 
 def correct_by(clip_id, species_id) -> Subquery:
@@ -258,81 +524,58 @@ def correct_by(clip_id, species_id) -> Subquery:
     return Subquery(correct.order_by().values("species_id").annotate(names=names).values("names")[:1])
 
 
-def write_csv(found: Iterable[Row], out: TextIO, *, reviewers: bool = False) -> tuple[int, int]:
-    """BirdNET-Analyzer's CSV: every recording in one file (and who judged each row correct, if `reviewers`);
-    returns (rows, recordings)."""
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(CSV_HEADER + ((REVIEWER_COLUMN,) if reviewers else ()))
-    count, recordings, last = 0, 0, None
-    for row in found:
-        scientific_name, common_name = split_label(row.label)
-        fields = [
-            _seconds(row.start_s),
-            _seconds(row.end_s),
-            scientific_name,
-            common_name,
-            f"{row.score:.4f}",
-            audio_path(row.recording_path),
-        ]
-        writer.writerow(fields + ([row.reviewers] if reviewers else []))
-        count += 1
-        recordings += row.recording_id != last
-        last = row.recording_id
-    return count, recordings
+def _extra_columns(job: InferenceJob, options: ExportOptions) -> Callable[[AudioFile], Callable[[Row], str]]:
+    """For each recording, the function that gives a row's extra CSV columns (",v1,v2")."""
+    config = job.settings
+    zone = zoneinfo.ZoneInfo(settings.TIME_ZONE)
+    per_job = {
+        "overlap": str(float(config.overlap)),
+        "sensitivity": str(float(config.sensitivity)),
+        "min_conf": str(float(config.confidence_threshold)),
+        "species_list": csv_field("; ".join(config.custom_species_list or ())),
+        "model": csv_field(f"{job.model_run.name} {job.model_run.version}"),
+    }
+    thresholds: dict[str, str] = {}
+    default_threshold = per_job["min_conf"]
+    if options.threshold_set is not None:
+        default_threshold = str(float(options.threshold_set.default_threshold))
+        for label, threshold in options.threshold_set.species.values_list("species__value", "threshold"):
+            thresholds[label] = str(float(threshold))
 
+    def for_recording(audio: AudioFile) -> Callable[[Row], str]:
+        fixed = {
+            **per_job,
+            "site": csv_field(audio.site),
+            "lat": str(audio.latitude),
+            "lon": str(audio.longitude),
+            "week": str(audio.week),
+        }
+        values = [fixed.get(name) for name in options.columns]
+        dated = [index for index, name in enumerate(options.columns) if name in ("date", "time")]
+        threshold_at = options.columns.index("threshold") if "threshold" in options.columns else None
+        start = audio.recorded_at
 
-def write_raven(
-    found: Iterable[Row], out: TextIO, *, model_sample_rate: int | None = None, reviewers: bool = False
-) -> int:
-    """One recording's Raven selection table, as BirdNET-Analyzer writes it (and who judged each row correct, if
-    `reviewers`); returns the rows written."""
-    out.write("\t".join(RAVEN_HEADER + ((REVIEWER_COLUMN,) if reviewers else ())) + "\n")
-    count = 0
-    for row in found:
-        count += 1
-        scientific_name, common_name = split_label(row.label)
-        # The band the model heard: BirdNET-Analyzer writes its bandpass; a detection's own box wins.
-        nyquist_hz = min(row.samplerate, model_sample_rate or row.samplerate) / 2
-        low_hz = row.low_hz if row.low_hz is not None else 0
-        high_hz = row.high_hz if row.high_hz is not None else nyquist_hz
-        start = _seconds(row.start_s)
-        fields = (count, "Spectrogram 1", 1, start, _seconds(row.end_s), f"{low_hz:g}", f"{high_hz:g}")
-        fields += (common_name, scientific_name, f"{row.score:.4f}", audio_path(row.recording_path), start)
-        fields += (row.reviewers,) if reviewers else ()
-        out.write("\t".join(map(str, fields)) + "\n")
-    return count
+        def row_values(row: Row) -> str:
+            if dated:
+                when = (start + dt.timedelta(seconds=row.start_s)).astimezone(zone) if start is not None else None
+                for index in dated:
+                    if when is None:
+                        values[index] = ""
+                    elif options.columns[index] == "date":
+                        values[index] = when.date().isoformat()
+                    else:
+                        values[index] = when.time().isoformat(timespec="milliseconds")
+            if threshold_at is not None:
+                values[threshold_at] = thresholds.get(row.label, default_threshold)
+            return "," + ",".join(values)
 
+        return row_values
 
-def write_audacity(found: Iterable[Row], out: TextIO) -> int:
-    """One recording's Audacity labels: start, end and "Common name, confidence"; returns the rows written."""
-    count = 0
-    for row in found:
-        _, common_name = split_label(row.label)
-        out.write(f"{_seconds(row.start_s)}\t{_seconds(row.end_s)}\t{common_name}, {row.score:.4f}\n")
-        count += 1
-    return count
-
-
-def split_label(label: str) -> tuple[str, str]:
-    """ "Scientific_Common" (BirdNET) -> (scientific, common); a bare class name (Perch) stands for both names,
-    as BirdNET-Analyzer writes it."""
-    scientific_name, _, common_name = label.partition("_")
-    return scientific_name, common_name or scientific_name
-
-
-def _seconds(time_s: float) -> str:
-    # 4 decimals hide float noise (2.9999999 -> 3.0); BirdNET-Analyzer writes "3.0" too.
-    return str(round(time_s, 4))
+    return for_recording
 
 
 def audio_path(recording_path: str) -> str:
     return str(settings.AUDIO_ROOT / recording_path)
-
-
-def result_file(folder: Path, recording_path: str, file_format: str) -> Path:
-    """Where a recording's table goes: its path under AUDIO_ROOT, without extension, plus BirdNET's suffix."""
-    suffix = RAVEN_SUFFIX if file_format == "raven" else AUDACITY_SUFFIX
-    return folder / f"{PurePosixPath(recording_path).with_suffix('')}{suffix}"
 
 
 def detection_counts(job: InferenceJob) -> tuple[int, int]:
@@ -340,40 +583,6 @@ def detection_counts(job: InferenceJob) -> tuple[int, int]:
     windows = ClipPredictionTag.objects.filter(clip_prediction__job=job).count()
     detections = SoundEventPredictionTag.objects.filter(sound_event_prediction__job=job).count()
     return windows, detections
-
-
-def _write_per_recording(
-    scope: Scope, found: Iterator[Row], folder: Path, file_format: str, *, reviewers: bool = False
-) -> ExportReport:
-    count, written, with_rows = 0, [], set()
-    for (recording_id, recording_path), recording_rows in groupby(
-        found, key=lambda row: (row.recording_id, row.recording_path)
-    ):
-        path = _open_result(folder, recording_path, file_format)
-        with path.open("w", newline="", encoding="utf-8") as out:
-            if file_format == "raven":
-                count += write_raven(
-                    recording_rows, out, model_sample_rate=scope.job.model_run.sample_rate, reviewers=reviewers
-                )
-            else:
-                count += write_audacity(recording_rows, out)
-        written.append(path)
-        with_rows.add(recording_id)
-    # One file per recording, as BirdNET-Analyzer writes: an empty table says "nothing found".
-    for recording_id, recording_path in scope.recordings.order_by("path").values_list("id", "path").iterator():
-        if recording_id not in with_rows:
-            path = _open_result(folder, recording_path, file_format)
-            with path.open("w", newline="", encoding="utf-8") as out:
-                if file_format == "raven":
-                    write_raven((), out, reviewers=reviewers)
-            written.append(path)
-    return ExportReport(count, len(with_rows), tuple(written))
-
-
-def _open_result(folder: Path, recording_path: str, file_format: str) -> Path:
-    path = result_file(folder, recording_path, file_format)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def _find_model_run(wanted: str) -> ModelRun:

@@ -219,12 +219,16 @@ def test_raven_writes_one_selection_table_per_recording(synced, tmp_path, django
                 "Spectrogram 1",
                 "1",
                 "0",
-                "16000",  # 32 kHz recordings
+                "15000",  # BirdNET-Analyzer's band ends at 15 kHz, below these 32 kHz recordings' Nyquist frequency
             ]
             assert row["Begin Path"] == audio_path(recording) and row["File Offset (s)"] == row["Begin Time (s)"]
             assert FOUR_DECIMALS.match(row["Confidence"])
         species_codes.update((row["Common Name"], row["Species Code"]) for row in rows)
-    assert species_codes["Wood Thrush"] == "Hylocichla mustelina"
+    assert species_codes["Wood Thrush"] == "woothr"  # the eBird code
+
+
+def empty_path(job) -> str:
+    return audio_path(job.dataset.recordings.get(path__endswith="rugr_drum.wav"))
 
 
 def read_table(path) -> tuple[list[str], list[dict]]:
@@ -233,10 +237,11 @@ def read_table(path) -> tuple[list[str], list[dict]]:
         return reader.fieldnames, list(reader)
 
 
-def test_a_recording_without_rows_gets_an_empty_table(synced, tmp_path):
+def test_a_recording_without_rows_gets_a_table_saying_nocall(synced, tmp_path):
     export(synced, "raven", tmp_path / "tables", "--min-score", 0.99)
     empty = tmp_path / "tables" / "Field_season" / "rugr_drum.BirdNET.selection.table.txt"
-    assert empty.read_text() == "\t".join(RAVEN_HEADER) + "\n"
+    nocall = f"1\tSpectrogram 1\t1\t0\t3\t0\t15000\tnocall\tnocall\t1.0\t{empty_path(synced)}\t0"
+    assert empty.read_text() == "\t".join(RAVEN_HEADER) + "\n" + nocall + "\n"
     assert not ClipPredictionTag.objects.filter(
         clip_prediction__clip__recording__path__endswith="rugr_drum.wav", score__gte=0.99
     )
@@ -256,10 +261,10 @@ def test_audacity_writes_labels_per_recording(synced, tmp_path):
     ]
     lines = [line.split("\t") for path in files for line in path.read_text().splitlines()]
     assert len(lines) == ClipPredictionTag.objects.count()
-    for start, end, label in lines:
+    for start, end, label, confidence in lines:
         assert float(start) < float(end)
-        assert re.fullmatch(r"[^,]+, [01]\.\d{4}", label)
-    assert any(label.startswith("Wood Thrush, ") for _, _, label in lines)
+        assert re.fullmatch(r"[^,_]+, [^,_]+", label) and FOUR_DECIMALS.match(confidence)
+    assert any(label == "Hylocichla mustelina, Wood Thrush" for _, _, label, _ in lines)
 
 
 def test_merged_writes_one_row_per_detection(synced, tmp_path):

@@ -19,6 +19,7 @@ from django.test.utils import CaptureQueriesContext
 
 from echoroo.models import Clip, ClipPredictionTag, SoundEventPredictionTag
 from inference import services as jobs
+from inference.birdnet_formats import species_code
 from inference.exports import CSV_HEADER, RAVEN_HEADER, RAVEN_SUFFIX
 from validation import services
 from validation.calibration import MIN_EACH, probability
@@ -329,10 +330,12 @@ def test_a_verified_export_has_one_row_per_detection_judged_correct_with_its_rev
     header, row = table.splitlines()
     assert header.split("\t") == [*RAVEN_HEADER, "Reviewer"]
     fields = row.split("\t")
-    assert fields[3] == start and fields[7:10] == [common, scientific, f"{both.score:.4f}"]
+    assert fields[3] == start and fields[7:10] == [common, species_code(both.tag.value), f"{both.score:.4f}"]
     assert fields[-1] == "anna, ben"
     empty = (tmp_path / "tables" / f"Field_season/rugr_drum{RAVEN_SUFFIX}").read_text()
-    assert empty.splitlines() == ["\t".join([*RAVEN_HEADER, "Reviewer"])]
+    header, nocall = empty.splitlines()  # BirdNET-Analyzer's row for a file without detections
+    assert header == "\t".join([*RAVEN_HEADER, "Reviewer"])
+    assert nocall.split("\t")[7:10] == ["nocall", "nocall", "1.0"] and nocall.endswith("\t")
 
     export("--job", job.uuid, "--format", "csv", "--output", tmp_path / "verified.csv", "--verified")
     (verified,) = csv_rows(tmp_path / "verified.csv")

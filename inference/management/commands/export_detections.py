@@ -1,4 +1,4 @@
-"""Write one job's detections as BirdNET-Analyzer does (see inference.exports for the formats)."""
+"""Write one job's detections as BirdNET-Analyzer does (see inference.exports and inference.birdnet_formats)."""
 
 from pathlib import Path
 
@@ -18,16 +18,21 @@ OPTIONS = {
     "output": "--output",
     "thresholds": "--thresholds",
     "verified": "--verified",
+    "combined": "--combined",
+    "columns": "--columns",
+    "min_score": "--min-score",
 }
 
 
 class Command(BaseCommand):
     help = (
-        "Export one job's detections: the job --job, or the newest completed job on --dataset or --recording. "
-        "Raven selection tables (one per recording, into the folder --output), a CSV with BirdNET-Analyzer's "
-        "columns (the file --output) or Audacity labels (one per recording, into the folder --output). One row "
-        "per window and species, as BirdNET-Analyzer writes; --merged writes the merged detections instead. "
-        "--thresholds keeps the rows passing a threshold set; --verified the windows a reviewer judged correct."
+        "Export one job's detections as BirdNET-Analyzer writes them: the job --job, or the newest completed job on "
+        "--dataset or --recording. Into the folder --output: one file per recording (Raven selection tables, CSV, "
+        "Kaleidoscope CSV or Audacity labels) and BirdNET_analysis_params.csv; with --combined, one file for all "
+        "recordings (raven: BirdNET_SelectionTable.txt and its list of audio files BirdNET_SelectionTable.list.txt). "
+        "A csv export to a path ending in .csv writes that one file. One row per window and species, as "
+        "BirdNET-Analyzer writes; --merged writes the merged detections instead. --thresholds keeps the rows "
+        "passing a threshold set; --verified the windows a reviewer judged correct."
     )
 
     def add_arguments(self, parser):
@@ -39,7 +44,17 @@ class Command(BaseCommand):
         target.add_argument("--job", metavar="UUID", help="this inference job, whatever its status")
         parser.add_argument("--format", required=True, choices=exports.FORMATS, dest="file_format")
         parser.add_argument(
-            "--output", required=True, type=Path, metavar="PATH", help="a folder (raven, audacity) or a file (csv)"
+            "--output", required=True, type=Path, metavar="PATH", help="a folder (a csv export: or a file name.csv)"
+        )
+        parser.add_argument(
+            "--combined",
+            action="store_true",
+            help="one file for all recordings, as BirdNET-Analyzer's --combine_results (raven, csv, kaleidoscope)",
+        )
+        parser.add_argument(
+            "--columns",
+            metavar="NAMES",
+            help=f"extra csv columns, comma-separated, written in this order: {','.join(exports.COLUMNS)}",
         )
         parser.add_argument(
             "--model-run",
@@ -62,7 +77,7 @@ class Command(BaseCommand):
             "--verified",
             action="store_true",
             help='only windows a reviewer judged "correct" for the species, one row each, with a last column '
-            '"Reviewer" naming who (raven, csv)',
+            '"Reviewer" naming who (raven, csv, kaleidoscope)',
         )
 
     def handle(
@@ -73,6 +88,8 @@ class Command(BaseCommand):
         job,
         file_format,
         output,
+        combined,
+        columns,
         model_run,
         min_score,
         merged,
@@ -84,18 +101,19 @@ class Command(BaseCommand):
             raise CommandError(f"--min-score: must be in [0, 1], got {min_score:g}")
         try:
             threshold_set = exports.threshold_set_named(thresholds) if thresholds is not None else None
-            scope = exports.scope_of(dataset=dataset, recording=recording, job=job, model_run=model_run)
-            if scope.chosen:
-                self.stdout.write(f"Exporting job {scope.job.uuid}, {scope.chosen}: {describe(scope.job)}")
-            report = exports.export_detections(
-                scope,
+            wanted = exports.ExportOptions(
                 file_format=file_format,
-                output=output,
+                combined=combined,
+                columns=exports.parse_columns(columns),
                 min_score=min_score,
                 merged=merged,
                 threshold_set=threshold_set,
                 verified=verified,
             )
+            scope = exports.scope_of(dataset=dataset, recording=recording, job=job, model_run=model_run)
+            if scope.chosen:
+                self.stdout.write(f"Exporting job {scope.job.uuid}, {scope.chosen}: {describe(scope.job)}")
+            report = exports.export_detections(scope, wanted, output)
         except exports.ExportError as error:
             raise CommandError(f"{OPTIONS.get(error.field, error.field)}: {error}") from error
         what = "merged detections" if merged else "window predictions"
@@ -103,7 +121,7 @@ class Command(BaseCommand):
             what = f"verified {what}"
         if threshold_set is not None:
             what += f" passing the threshold set {threshold_set.name!r}"
-        where = output if file_format == "csv" else f"{len(report.files)} files in {output}"
+        where = output if len(report.files) == 1 else f"{len(report.files)} files in {output}"
         self.stdout.write(
             f"Wrote {report.rows} {what} of {scope.job.model_run} (job {scope.job.uuid}) on {report.recordings} "
             f"recordings to {where}",
