@@ -115,6 +115,8 @@ class ExportOptions:
     merged: bool = False
     threshold_set: ThresholdSet | None = None
     verified: bool = False
+    # The clock the date and time columns are read on (an IANA name); empty: settings.TIME_ZONE.
+    time_zone: str = ""
 
     def __post_init__(self) -> None:
         if self.file_format not in FORMATS:
@@ -132,7 +134,17 @@ class ExportOptions:
             raise ExportError("columns", f"unknown column {unknown[0]!r}; the extra columns are: {', '.join(COLUMNS)}")
         if self.columns and self.file_format != "csv":
             raise ExportError("columns", "only the csv format takes extra columns, as in BirdNET-Analyzer")
+        try:
+            zoneinfo.ZoneInfo(self.time_zone.strip() or settings.TIME_ZONE)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ExportError(
+                "timezone", f"{self.time_zone!r} is not a time zone; give an IANA name such as Europe/Berlin"
+            ) from None
         object.__setattr__(self, "columns", tuple(name for name in COLUMNS if name in self.columns))
+
+    @property
+    def zone(self) -> dt.tzinfo:
+        return zoneinfo.ZoneInfo(self.time_zone.strip() or settings.TIME_ZONE)
 
 
 def parse_columns(text: str | Iterable[str] | None) -> tuple[str, ...]:
@@ -210,11 +222,15 @@ def scope_of(
 
 
 def _dataset(wanted: str) -> Dataset:
+    """A dataset by UUID or by name."""
     try:
-        found = Dataset.objects.filter(uuid=uuid.UUID(str(wanted))).first()
+        by_uuid = uuid.UUID(str(wanted))
     except ValueError:
-        found = None
+        by_uuid = None
+    found = Dataset.objects.filter(uuid=by_uuid).first() if by_uuid else None
     found = found or Dataset.objects.filter(name=wanted).first()
+    if found is None and by_uuid:
+        raise ExportError("dataset", f"no dataset with UUID {wanted}")
     if found is None:
         names = list(Dataset.objects.order_by("name").values_list("name", flat=True)[:20])
         raise ExportError("dataset", f"no dataset named {wanted!r}; the datasets are: {_listed(names)}")
@@ -527,7 +543,7 @@ def correct_by(clip_id, species_id) -> Subquery:
 def _extra_columns(job: InferenceJob, options: ExportOptions) -> Callable[[AudioFile], Callable[[Row], str]]:
     """For each recording, the function that gives a row's extra CSV columns (",v1,v2")."""
     config = job.settings
-    zone = zoneinfo.ZoneInfo(settings.TIME_ZONE)
+    zone = options.zone
     per_job = {
         "overlap": str(float(config.overlap)),
         "sensitivity": str(float(config.sensitivity)),

@@ -21,6 +21,7 @@ OPTIONS = {
     "combined": "--combined",
     "columns": "--columns",
     "min_score": "--min-score",
+    "timezone": "--timezone",
 }
 
 
@@ -57,6 +58,13 @@ class Command(BaseCommand):
             help=f"extra csv columns, comma-separated, written in this order: {','.join(exports.COLUMNS)}",
         )
         parser.add_argument(
+            "--timezone",
+            dest="time_zone",
+            default="",
+            metavar="ZONE",
+            help="the clock of the date and time columns (an IANA name; default the TIME_ZONE setting)",
+        )
+        parser.add_argument(
             "--model-run",
             metavar="ID",
             help='id, UUID or name ("birdnet 2.4", "perch") of a model run: with --dataset or --recording, the '
@@ -90,6 +98,7 @@ class Command(BaseCommand):
         output,
         combined,
         columns,
+        time_zone,
         model_run,
         min_score,
         merged,
@@ -109,6 +118,7 @@ class Command(BaseCommand):
                 merged=merged,
                 threshold_set=threshold_set,
                 verified=verified,
+                time_zone=time_zone,
             )
             scope = exports.scope_of(dataset=dataset, recording=recording, job=job, model_run=model_run)
             if scope.chosen:
