@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models import Count, F, Q, QuerySet, Sum
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
@@ -20,6 +20,7 @@ from echoroo.models import ClipPredictionTag, Dataset, Recording
 from echoroo.spectrogram import SpectrogramParams
 from inference.models import InferenceJob
 from inference.queries import job_predictions, recording_jobs
+from reports.browsing import RecordingFilters, cursor_of, neighbours
 from validation.models import ThresholdSet, Verdict
 
 # The recording page shows this much of the spectrogram at a time; prev/next step by it.
@@ -116,13 +117,8 @@ def jobs_queryset() -> QuerySet:
 @require_GET
 @page_login_required
 def home(request: HttpRequest) -> HttpResponse:
-    """Datasets with their recordings and hours, and the latest jobs."""
-    first_recording = Recording.objects.filter(dataset=OuterRef("pk")).order_by("path").values("uuid")[:1]
-    datasets = Dataset.objects.annotate(
-        recordings_count=Count("recordings"),
-        hours=Sum("recordings__duration") / 3600,
-        first_recording=Subquery(first_recording),
-    )
+    """Datasets with their recordings and hours (each linking to its page), and the latest jobs."""
+    datasets = Dataset.objects.annotate(recordings_count=Count("recordings"), hours=Sum("recordings__duration") / 3600)
     context = {
         "datasets": datasets,
         "jobs": with_progress(jobs_queryset()[:RECENT_JOBS]),
@@ -336,6 +332,12 @@ def recording_page(request: HttpRequest, recording_uuid) -> HttpResponse:
     species_choices = [(row["tag__value"], f"{species_names(row['tag__value'])[0]} ({row['count']})") for row in found]
 
     filters = {name: value for name, value in given.items() if value}
+    # The dataset's list this recording was opened from (its filters and order): the previous and next recordings
+    # are those of that list, and every link here keeps it.
+    browse, _ = RecordingFilters.from_query(request.GET)
+    list_params = browse.params()
+    filters.update(list_params)
+    previous_recording, next_recording = neighbours(recording, browse)
     step = {"prev": view_from - VIEW_S if view_from > 0 else None, "next": view_to if view_to < duration else None}
     max_freq_hz = min(recording.samplerate / 2, SpectrogramParams.max_freq_hz)
     spectrogram_url = (
@@ -374,5 +376,29 @@ def recording_page(request: HttpRequest, recording_uuid) -> HttpResponse:
             for t in range(math.ceil(view_from / 10) * 10, math.ceil(view_to), 10)
         ],
         "can_start_jobs": may_start_jobs(request.user),
+        "previous_recording": previous_recording,
+        "next_recording": next_recording,
+        "previous_recording_url": neighbour_url(previous_recording, list_params),
+        "next_recording_url": neighbour_url(next_recording, list_params),
+        "dataset_url": list_url(recording, previous_recording, browse),
+        "list_params": list_params,
+        "list_query": urlencode(list_params),
     }
     return render(request, "pages/recording.html", context)
+
+
+def neighbour_url(recording: Recording | None, list_params: dict[str, str]) -> str | None:
+    """Another recording's page from its start, in the same list."""
+    if recording is None:
+        return None
+    url = reverse("recording", args=[recording.uuid])
+    return f"{url}?{urlencode(list_params)}" if list_params else url
+
+
+def list_url(recording: Recording, previous: Recording | None, browse: RecordingFilters) -> str:
+    """The dataset's list with the same filters, on the page that begins with this recording."""
+    query = browse.params()
+    if previous is not None:
+        query["after"] = cursor_of(previous, browse.order)
+    url = reverse("dataset", args=[recording.dataset.uuid])
+    return (f"{url}?{urlencode(query)}" if query else url) + "#recordings"
