@@ -42,8 +42,24 @@ SELECTION_PARAMS = ("job", "thresholds", "min_score", "verified", "timezone")
 SECTION_PARAMS = ("job", "chart_site", "species", "by", "thresholds", "min_score", "verified", "timezone")
 
 
+# A chart's counting gives up past this (a busy server is not held by one image); the image then says so.
+CHART_QUERY_MS = 30_000
+
+
 class ChartError(ValueError):
     """A chart's parameter that names nothing: the image says which and why, with status 400."""
+
+
+class TooSlow(Exception):
+    """Counting took longer than CHART_QUERY_MS."""
+
+
+def in_time(query):
+    """query()'s result, or TooSlow when its SQL runs past CHART_QUERY_MS."""
+    result = within_time_limit(query, CHART_QUERY_MS)
+    if result is None:
+        raise TooSlow
+    return result
 
 
 def site_of(dataset: Dataset, wanted: str) -> Site | None:
@@ -115,6 +131,11 @@ def chart_view(draw):
             from reports import charts
 
             return png_response(request, charts.message("This chart cannot be drawn", str(error)), "error", status=400)
+        except TooSlow:
+            from reports import charts
+
+            text = "Too many detections to count in time: pick one site, one species or a threshold set"
+            return png_response(request, charts.message("This chart cannot be drawn", text), "error", status=503)
 
     view.__name__ = draw.__name__
     view.__doc__ = draw.__doc__
@@ -149,8 +170,8 @@ def activity_png(request: HttpRequest, dataset: Dataset) -> HttpResponse:
     if selection is None:
         return png_response(request, charts.message(title, "No detections: no job has completed on this dataset"), name)
     rows = activity.selected(selection, site, species or None)
-    counts = activity.by_date_and_hour(rows, selection.zone)
-    effort = activity.effort(activity.on_site(selection.recordings, site), selection.zone)
+    counts = in_time(lambda: activity.by_date_and_hour(rows, selection.zone))
+    effort = in_time(lambda: activity.effort(activity.on_site(selection.recordings, site), selection.zone))
     if not counts and not effort:
         return png_response(request, charts.message(title, "No detections"), name)
     note = job_text(selection) + "." + unplaced_note(activity.unplaced(rows), "detection")
@@ -172,12 +193,12 @@ def phenology_png(request: HttpRequest, dataset: Dataset) -> HttpResponse:
         return png_response(request, charts.message(title, "No detections: no job has completed on this dataset"), name)
     rows = activity.selected(selection, site, species or None)
     counts: dict = defaultdict(int)
-    for (day, _), n in activity.by_date_and_hour(rows, selection.zone).items():
+    for (day, _), n in in_time(lambda: activity.by_date_and_hour(rows, selection.zone)).items():
         counts[day] += n
     effort = {
         day: seconds
-        for (day, _), seconds in activity.effort(
-            activity.on_site(selection.recordings, site), selection.zone, grain="day"
+        for (day, _), seconds in in_time(
+            lambda: activity.effort(activity.on_site(selection.recordings, site), selection.zone, grain="day")
         ).items()
     }
     if not counts and not effort:
@@ -199,20 +220,19 @@ def species_png(request: HttpRequest, dataset: Dataset) -> HttpResponse:
         top = min(max(int(request.GET.get("top", TOP_SPECIES)), 1), MAX_PANELS)
     except ValueError:
         raise ChartError(f"top: give a number of species from 1 to {MAX_PANELS}") from None
-    title = f"The {top} species detected most · {where(site)}"
+    title = f"The species detected most · {where(site)}"
     name = f"{slug(dataset.name)}-species-by-{grain}"
     selection = selection_for(request, dataset)
     if selection is None:
         return png_response(request, charts.message(title, "No detections: no job has completed on this dataset"), name)
     rows = activity.selected(selection, site)
     # Ranked by the detections the panels can place: those on recordings with a start time.
-    found = activity.top_species(activity.dated(rows), top)
+    found = in_time(lambda: activity.top_species(activity.dated(rows), top))
     if not found:
         return png_response(request, charts.message(title, "No detections"), name)
-    counts = activity.species_by(rows, [species for species, _ in found], grain, selection.zone)
-    if not any(counts.values()):
-        return png_response(request, charts.message(title, "No detections on recordings with a start time"), name)
+    counts = in_time(lambda: activity.species_by(rows, [species for species, _ in found], grain, selection.zone))
     panels = [(species_names(species)[0], total, counts[species]) for species, total in found]
+    title = f"The {len(panels)} species detected most · {where(site)}" if len(panels) > 1 else title
     note = job_text(selection) + "." + unplaced_note(activity.unplaced(rows), "detection")
     image = charts.species_panels(panels, grain=grain, title=title, zone=str(selection.zone), note=note)
     return png_response(request, image, name)
@@ -228,7 +248,7 @@ def effort_png(request: HttpRequest, dataset: Dataset) -> HttpResponse:
     title = f"Recording effort · {dataset.name}"
     name = f"{slug(dataset.name)}-effort"
     recordings = dataset.recordings.all()
-    by_site = activity.effort(recordings, zone, grain="day", by_site=True)
+    by_site = in_time(lambda: activity.effort(recordings, zone, grain="day", by_site=True))
     if not by_site:
         return png_response(request, charts.message(title, "No recordings with a start time"), name)
     names = dict(Site.objects.filter(dataset=dataset).values_list("pk", "name"))

@@ -234,3 +234,11 @@ def test_the_dataset_pages_export_form_downloads_the_detections_the_charts_show(
     assert response.status_code == 200
     rows = b"".join(response.streaming_content if response.streaming else [response.content]).decode().splitlines()
     assert len(rows) - 1 == ClipPredictionTag.objects.filter(clip_prediction__job=season_job).count()
+
+
+def test_a_chart_whose_counting_runs_too_long_is_an_image_that_says_so(user_client, season, season_job, monkeypatch):
+    from reports import chart_pages
+
+    monkeypatch.setattr(chart_pages, "within_time_limit", lambda query, limit_ms: None)
+    for name in ("activity", "phenology", "species", "effort"):
+        assert image_of(user_client.get(chart(season, name)), status=503).size == (1100, 220)
