@@ -332,3 +332,12 @@ def test_home_links_each_dataset_to_its_page(user_client, survey):
     assert f'<a href="/datasets/{survey.uuid}/"><strong>Survey</strong></a>' in html
     assert 'href="/datasets/"' in html
     assert "first recording" not in html
+
+
+def test_the_page_of_an_empty_dataset_says_so(user_client, db):
+    empty = Dataset.objects.create(name="Empty")
+    response = user_client.get(f"/datasets/{empty.uuid}/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "No recordings in this dataset yet." in html and "No sites yet." in html
+    assert "No job has completed on this dataset yet" in html
