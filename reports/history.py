@@ -156,7 +156,7 @@ def detection_history(selection: Selection, species: Tag, occasions: Occasions) 
     count = (last - first).days // occasions.days + 1
     if count > MAX_OCCASIONS:
         raise ReportError("occasion_days", f"{first} to {last} makes {count} occasions: use more days per occasion")
-    found = _detections(selection, species, placed, occasions, first, last)
+    found = _detections(selection, species, occasions, first, last)
     sites = list(Site.objects.filter(dataset=selection.dataset).order_by("name").values_list("id", "name"))
     dates = [first + dt.timedelta(days=i * occasions.days) for i in range(count)]
     cells = []
@@ -214,22 +214,33 @@ def _effort(selection: Selection, placed, occasions: Occasions) -> tuple[dict, d
     return {(site_id, index): minutes for site_id, index, minutes, _, _ in rows if site_id is not None}, first, last
 
 
-def _detections(selection: Selection, species: Tag, placed, occasions: Occasions, first: dt.date, last: dt.date):
-    """{(site_id, occasion index): (detections, best score, its clip's UUID)} of the species."""
+def _detections(selection: Selection, species: Tag, occasions: Occasions, first: dt.date, last: dt.date) -> dict:
+    """{(site_id, occasion index): (detections, best score, its clip's UUID)} of the species.
+
+    A job's detections are on the recordings it finished and no others (it stores a recording's rows
+    when it finishes it), so they need no semi-join with them: one would cost a nested loop over
+    every recording (the planner cannot tell how few rows the join leaves)."""
     found, found_params = (
         detections(selection)
-        .filter(tag=species, clip_prediction__clip__recording__in=placed)
+        .filter(
+            tag=species,
+            clip_prediction__clip__recording__site__isnull=False,
+            clip_prediction__clip__recording__recorded_at__isnull=False,
+        )
         .values("score", site_id=F("clip_prediction__clip__recording__site_id"), detected_at=detected_at())
         .annotate(clip_uuid=F("clip_prediction__clip__uuid"))
         .order_by()
         .query.sql_with_params()
     )
+    # The species' detections are read first (MATERIALIZED): the filters on computed days below, pushed into
+    # that join, would make the planner expect a few rows and walk every window of the job by index.
     # Shifted so that the window starts at midnight: its day is the date, and it is in the window when
     # it falls within the window's length of that midnight.
     sql = f"""
-        WITH shifted AS (
+        WITH found AS MATERIALIZED ({found}),
+        shifted AS (
             SELECT site_id, score, clip_uuid, (detected_at AT TIME ZONE %s) - %s * interval '1 minute' AS moment
-            FROM ({found}) found
+            FROM found
         ),
         windowed AS (
             SELECT site_id, score, clip_uuid, moment::date AS day FROM shifted
@@ -240,7 +251,7 @@ def _detections(selection: Selection, species: Tag, placed, occasions: Occasions
         FROM windowed WHERE day BETWEEN %s AND %s
         GROUP BY site_id, occasion
     """
-    params = (str(selection.zone), occasions.window_start_min, *found_params, occasions.window_min)
+    params = (*found_params, str(selection.zone), occasions.window_start_min, occasions.window_min)
     params += (first, occasions.days, first, last)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)

@@ -18,21 +18,21 @@ from typing import TextIO
 
 from django.contrib.postgres.aggregates import ArrayAgg
 from django.db import connection
-from django.db.models import Count, F, Func, IntegerField, Max, Min, Q
+from django.db.models import Count, F, Func, IntegerField, Max, Min, Q, QuerySet
 from django.db.models.functions import TruncDate, TruncTime
 
 from reports.selection import ReportError, Selection, detected_at, detections, parse_date
 
-# What a summary sorts by ("-" first for descending), and the SQL column of each.
+# What a summary sorts by ("-" first for descending), and the SQL it sorts on (in the queries below).
 SORTS = {
-    "species": "species",
-    "site": "site",
-    "day": "day",
-    "detections": "detections",
-    "recordings": "recordings",
-    "max_score": "max_score",
-    "first_time": "first_time",
-    "last_time": "last_time",
+    "species": "tag.value",
+    "site": "site.name",
+    "day": "groups.day",
+    "detections": "groups.detections",
+    "recordings": "groups.recordings",
+    "max_score": "groups.max_score",
+    "first_time": "groups.first_time",
+    "last_time": "groups.last_time",
 }
 DEFAULT_SORT = "species"
 # After the sort asked for, rows are always in this order: pages never shuffle.
@@ -106,8 +106,8 @@ def filters_from(params: Mapping[str, str]) -> SummaryFilters:
     )
 
 
-def grouped_sql(selection: Selection, filters: SummaryFilters) -> tuple[str, tuple]:
-    """The aggregation, by ids (tag_id, site_id, day): what every summary query wraps."""
+def _detections(selection: Selection, filters: SummaryFilters) -> QuerySet:
+    """The selection's detections that pass the filters, each with its local day and time of day."""
     at = detected_at()
     rows = detections(selection).annotate(
         day=TruncDate(at, tzinfo=selection.zone), time_of_day=TruncTime(at, tzinfo=selection.zone)
@@ -120,78 +120,120 @@ def grouped_sql(selection: Selection, filters: SummaryFilters) -> tuple[str, tup
         rows = rows.filter(day__gte=filters.start)
     if filters.end:
         rows = rows.filter(day__lte=filters.end)
-    grouped = (
-        rows.values("tag_id", "day", site_id=F("clip_prediction__clip__recording__site_id"))
-        .annotate(
-            detections=Count("id"),
-            recordings=Count("clip_prediction__clip__recording_id", distinct=True),
-            max_score=Max("score"),
-            best_clip_id=Func(
-                ArrayAgg("clip_prediction__clip_id", order_by=("-score", "clip_prediction__clip_id")),
-                template="(%(expressions)s)[1]",
-                output_field=IntegerField(),
-            ),
-            first_time=Min("time_of_day"),
-            last_time=Max("time_of_day"),
+    return rows
+
+
+def grouped_sql(selection: Selection, filters: SummaryFilters, *, best_clip: bool = False) -> tuple[str, tuple]:
+    """The aggregation by ids (tag_id, site_id, day) that every summary query wraps; with `best_clip`, the id of
+    the clip of each group's best score too (an ordered aggregate: it costs a sort of each group's rows)."""
+    figures = {
+        "detections": Count("id"),
+        "recordings": Count("clip_prediction__clip__recording_id", distinct=True),
+        "max_score": Max("score"),
+        "first_time": Min("time_of_day"),
+        "last_time": Max("time_of_day"),
+    }
+    if best_clip:
+        figures["best_clip_id"] = Func(
+            ArrayAgg("clip_prediction__clip_id", order_by=("-score", "clip_prediction__clip_id")),
+            template="(%(expressions)s)[1]",
+            output_field=IntegerField(),
         )
+    grouped = (
+        _detections(selection, filters)
+        .values("tag_id", "day", site_id=F("clip_prediction__clip__recording__site_id"))
+        .annotate(**figures)
         .order_by()
     )
     return grouped.query.sql_with_params()
 
 
 def _order_by(sort: str) -> str:
-    column = SORTS[sort.removeprefix("-")]
+    key = sort.removeprefix("-")
     direction = "DESC" if sort.startswith("-") else "ASC"
-    keys = [f"{column} {direction} NULLS LAST"] + [f"{key} ASC NULLS LAST" for key in TIE_BREAK if key != column]
+    keys = [f"{SORTS[key]} {direction} NULLS LAST"] + [f"{SORTS[k]} ASC NULLS LAST" for k in TIE_BREAK if k != key]
     return ", ".join(keys)
 
 
-def _query(selection: Selection, filters: SummaryFilters, *, limit: int | None, offset: int) -> tuple[str, tuple]:
-    """Named groups in order (the page's alone, given a limit) with their best clips and, on each, the total."""
+def page_sql(selection: Selection, filters: SummaryFilters, *, number: int, size: int) -> tuple[str, tuple]:
+    """A page of named groups in order, each with the number of groups in all pages."""
     grouped, params = grouped_sql(selection, filters)
-    order = _order_by(filters.sort)
-    page = f"LIMIT {int(limit)} OFFSET {int(offset)}" if limit is not None else ""
-    # The best clip is looked up for the page's rows only: a join before the LIMIT would look it up for all.
     sql = f"""
-        SELECT page.species, page.site, page.day, page.detections, page.recordings, page.max_score,
-               page.first_time, page.last_time, clip.uuid, clip.start_time, recording.uuid, recording.path, page.total
-        FROM (
-            SELECT groups.*, tag.value AS species, site.name AS site, count(*) OVER () AS total
-            FROM ({grouped}) groups
-            JOIN echoroo_tag tag ON tag.id = groups.tag_id
-            LEFT JOIN echoroo_site site ON site.id = groups.site_id
-            ORDER BY {order} {page}
-        ) page
-        JOIN echoroo_clip clip ON clip.id = page.best_clip_id
-        JOIN echoroo_recording recording ON recording.id = clip.recording_id
-        ORDER BY {order}
+        SELECT groups.tag_id, groups.site_id, tag.value, site.name, groups.day, groups.detections, groups.recordings,
+               groups.max_score, groups.first_time, groups.last_time, count(*) OVER ()
+        FROM ({grouped}) groups
+        JOIN echoroo_tag tag ON tag.id = groups.tag_id
+        LEFT JOIN echoroo_site site ON site.id = groups.site_id
+        ORDER BY {_order_by(filters.sort)}
+        LIMIT {int(size)} OFFSET {int((number - 1) * size)}
     """
     return sql, params
 
 
-def _row(values: tuple) -> SummaryRow:
-    *shown, clip_uuid, start_s, recording_uuid, path, _total = values
-    return SummaryRow(*shown, str(clip_uuid), start_s, str(recording_uuid), path)
-
-
 def summary_page(selection: Selection, filters: SummaryFilters, *, number: int, size: int) -> tuple[list, int]:
-    """One page of the summary (numbered from 1) and the number of rows in all pages: one query."""
+    """One page of the summary (numbered from 1) and the number of rows in all pages: one aggregation, and one
+    look-up of the page's best clips."""
     with connection.cursor() as cursor:
-        cursor.execute(*_query(selection, filters, limit=size, offset=(number - 1) * size))
+        cursor.execute(*page_sql(selection, filters, number=number, size=size))
         found = cursor.fetchall()
-        if found:
-            return [_row(values) for values in found], found[0][-1]
-        grouped, params = grouped_sql(selection, filters)
-        cursor.execute(f"SELECT count(*) FROM ({grouped}) groups", params)
-        return [], cursor.fetchone()[0]
+        if not found:
+            grouped, params = grouped_sql(selection, filters)
+            cursor.execute(f"SELECT count(*) FROM ({grouped}) groups", params)
+            return [], cursor.fetchone()[0]
+    best = _best_clips(selection, [(tag_id, site_id, values[2], values[5]) for tag_id, site_id, *values in found])
+    rows = [SummaryRow(*values[:-1], *best[(tag_id, site_id, values[2])]) for tag_id, site_id, *values in found]
+    return rows, found[0][-1]
+
+
+def _best_clips(selection: Selection, groups: list[tuple]) -> dict[tuple, tuple]:
+    """{(tag_id, site_id, day): (clip UUID, start s, recording UUID, path)} of the best score of each group given as
+    (tag_id, site_id, day, max score): the detections of those species at those very scores, through the (tag,
+    score) index, not a sort of every group's rows."""
+    at_best = Q()
+    for tag_id, score in {(tag_id, score) for tag_id, _, _, score in groups}:
+        at_best |= Q(tag_id=tag_id, score=score)
+    candidates = (
+        _detections(selection, SummaryFilters())
+        .filter(at_best)
+        .values_list(
+            "tag_id",
+            "clip_prediction__clip__recording__site_id",
+            "day",
+            "score",
+            "clip_prediction__clip__uuid",
+            "clip_prediction__clip__start_time",
+            "clip_prediction__clip__recording__uuid",
+            "clip_prediction__clip__recording__path",
+        )
+        .order_by("clip_prediction__clip_id")
+    )
+    wanted = {(tag_id, site_id, day): score for tag_id, site_id, day, score in groups}
+    best: dict[tuple, tuple] = {}
+    for tag_id, site_id, day, score, clip_uuid, start_s, recording_uuid, path in candidates:
+        key = (tag_id, site_id, day)
+        if wanted.get(key) == score and key not in best:
+            best[key] = (str(clip_uuid), start_s, str(recording_uuid), path)
+    return best
 
 
 def summary_rows(selection: Selection, filters: SummaryFilters) -> Iterator[SummaryRow]:
     """Every row of the summary, streamed from a server-side cursor."""
+    grouped, params = grouped_sql(selection, filters, best_clip=True)
+    sql = f"""
+        SELECT tag.value, site.name, groups.day, groups.detections, groups.recordings, groups.max_score,
+               groups.first_time, groups.last_time, clip.uuid, clip.start_time, recording.uuid, recording.path
+        FROM ({grouped}) groups
+        JOIN echoroo_tag tag ON tag.id = groups.tag_id
+        LEFT JOIN echoroo_site site ON site.id = groups.site_id
+        JOIN echoroo_clip clip ON clip.id = groups.best_clip_id
+        JOIN echoroo_recording recording ON recording.id = clip.recording_id
+        ORDER BY {_order_by(filters.sort)}
+    """
     with connection.chunked_cursor() as cursor:
-        cursor.execute(*_query(selection, filters, limit=None, offset=0))
+        cursor.execute(sql, params)
         while chunk := cursor.fetchmany(CSV_CHUNK_ROWS):
-            yield from (_row(values) for values in chunk)
+            for *shown, clip_uuid, start_s, recording_uuid, path in chunk:
+                yield SummaryRow(*shown, str(clip_uuid), start_s, str(recording_uuid), path)
 
 
 def write_csv(rows: Iterator[SummaryRow], out: TextIO) -> int:

@@ -14,10 +14,14 @@ from django.views.decorators.http import require_GET
 from echoroo.models import Dataset, Site
 from echoroo.pages import clock, job_label, page_login_required, pick_threshold_set, recording_url, species_names
 from inference.models import InferenceJob
+from inference.queries import within_time_limit
 from reports import summaries
 from reports.selection import ReportError, selection_from
 
 ROWS_PER_PAGE = 50
+# Every page aggregates all the detections the filters keep (about 30 s for 10 million on 2 busy cores:
+# benchmarks/reports.py); past this the page says so instead of holding a web worker.
+TIME_LIMIT_MS = 90_000
 # The job picker lists this many of the dataset's jobs, newest first; ?job= reaches any other.
 JOB_CHOICES = 50
 # Filters kept in links (sorting, paging) and in the CSV link.
@@ -76,7 +80,16 @@ def species_summary_page(request: HttpRequest, *, dataset: Dataset | None = None
         return render(request, "reports/species_summary.html", context)
     dataset = selection.dataset
     number = _page_number(request.GET.get("page"))
-    rows, total = summaries.summary_page(selection, filters, number=number, size=ROWS_PER_PAGE)
+    found = within_time_limit(
+        lambda: summaries.summary_page(selection, filters, number=number, size=ROWS_PER_PAGE), TIME_LIMIT_MS
+    )
+    if found is None:
+        context["error"] = (
+            f"Summing up these detections took longer than {TIME_LIMIT_MS / 1000:g} s: narrow them down by species, "
+            "site or dates, or download the CSV."
+        )
+        found = [], 0
+    rows, total = found
     if not rows and total:  # past the last page: show the last
         number = -(-total // ROWS_PER_PAGE)
         rows, total = summaries.summary_page(selection, filters, number=number, size=ROWS_PER_PAGE)

@@ -290,3 +290,19 @@ def test_a_dataset_without_a_completed_job_says_so(db, client, user):
     response = client.get(f"/datasets/{empty.uuid}/species/")
     assert response.status_code == 200
     assert "no job with detections has completed" in response.content.decode()
+
+
+def test_a_summary_that_takes_too_long_says_how_to_narrow_it_down(marsh, client, user, monkeypatch):
+    from django.db import connection
+
+    from reports import summary_pages
+
+    def slow(*args, **kwargs):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_sleep(1)")
+
+    monkeypatch.setattr(summary_pages, "TIME_LIMIT_MS", 50)
+    monkeypatch.setattr(summary_pages.summaries, "summary_page", slow)
+    client.force_login(user)
+    page = client.get(f"/datasets/{marsh.dataset.uuid}/species/").content.decode()
+    assert "took longer than 0.05 s: narrow them down by species, site or dates" in page
