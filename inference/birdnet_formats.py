@@ -94,8 +94,10 @@ CODES_FILE = Path(__file__).resolve().parent / "data" / "eBird_taxonomy_codes_20
 
 
 class Row(NamedTuple):
-    """One window-and-species prediction (or merged detection) of one audio file."""
+    """One window-and-species prediction (or merged detection) of one audio file. The tables read rows by
+    position, so a plain tuple of this shape (as a database cursor gives it) will do."""
 
+    recording_id: int  # the audio file's, in whatever numbering the caller keeps
     start_s: float
     end_s: float
     label: str  # "Scientific_Common" (BirdNET) or a bare class name (Perch)
@@ -175,6 +177,7 @@ class Table:
     def __init__(self, *, combined: bool = False, reviewers: bool = False):
         self.combined = combined
         self.reviewers = reviewers
+        self.rows = 0  # rows written so far
         self._names: dict[str, tuple[str, str]] = {}
 
     def header(self) -> str:
@@ -203,7 +206,7 @@ class RavenTable(Table):
         super().__init__(combined=combined, reviewers=reviewers)
         self.selection = 0
         self.offset_s: float = 0  # BirdNET-Analyzer's running sum starts at the integer 0
-        self._codes: dict[str, str] = {}
+        self._species: dict[str, str] = {}
 
     def header(self) -> str:
         return "\t".join(RAVEN_HEADER + ((REVIEWER_COLUMN,) if self.reviewers else ())) + "\n"
@@ -211,31 +214,38 @@ class RavenTable(Table):
     def lines(self, audio: AudioFile, rows: Iterable[Row]) -> Iterator[str]:
         low, high = raven_band(audio.samplerate)
         band = f"\t{low}\t{high}\t"
-        path, offset_s, codes = audio.path, self.offset_s, self._codes
-        wrote = False
-        for row in rows:
-            wrote = True
-            self.selection += 1
-            code = codes.get(row.label)
-            if code is None:
-                code = codes[row.label] = species_code(row.label)
-            start = seconds(row.start_s)
-            if self.combined:
-                begin, end = str(round(row.start_s, 2) + offset_s), str(round(row.end_s, 2) + offset_s)
-            else:
-                begin, end = start, seconds(row.end_s)
-            line = (
-                f"{self.selection}\tSpectrogram 1\t1\t{begin}\t{end}{band}{self.names(row.label)[1]}\t{code}\t"
-                f"{row.score:.4f}\t{path}\t{start}"
-            )
-            yield f"{line}\t{row.reviewers}\n" if self.reviewers else f"{line}\n"
-        if self.combined:
+        path, offset_s, combined, reviewers = audio.path, self.offset_s, self.combined, self.reviewers
+        selection = first = self.selection
+        last_start = last_end = None
+        # Rows come by window: a window's times are written once for all its species.
+        for _, start_s, end_s, label, score, who in rows:
+            selection += 1
+            if start_s != last_start or end_s != last_end:
+                last_start, last_end = start_s, end_s
+                start = seconds(start_s)
+                if combined:
+                    begin, end = str(round(start_s, 2) + offset_s), str(round(end_s, 2) + offset_s)
+                else:
+                    begin, end = start, seconds(end_s)
+                times, place = f"\tSpectrogram 1\t1\t{begin}\t{end}{band}", f"\t{path}\t{start}"
+            line = f"{selection}{times}{self.species(label)}\t{score:.4f}{place}"
+            yield f"{line}\t{who}\n" if reviewers else f"{line}\n"
+        self.selection = selection
+        self.rows += selection - first
+        if combined:
             self.offset_s += audio.duration_s
-        elif not wrote:
+        elif selection == first:
             self.selection += 1
             line = f"{self.selection}\tSpectrogram 1\t1\t{NOCALL_SPAN[0]}\t{NOCALL_SPAN[1]}{band}{NOCALL}\t{NOCALL}\t"
             line += f"1.0\t{path}\t0"
-            yield f"{line}\t\n" if self.reviewers else f"{line}\n"
+            yield f"{line}\t\n" if reviewers else f"{line}\n"
+
+    def species(self, label: str) -> str:
+        """ "Common Name<TAB>Species Code" of a label, worked out once."""
+        found = self._species.get(label)
+        if found is None:
+            found = self._species[label] = f"{self.names(label)[1]}\t{species_code(label)}"
+        return found
 
 
 def raven_list(paths: Iterable[str]) -> Iterator[str]:
@@ -261,6 +271,7 @@ class CsvTable(Table):
         super().__init__(combined=combined, reviewers=reviewers)
         self.extra_columns = extra_columns
         self.extra = extra
+        self._species: dict[str, str] = {}
 
     def header(self) -> str:
         return ",".join(CSV_HEADER + self.extra_columns + ((REVIEWER_COLUMN,) if self.reviewers else ())) + "\n"
@@ -268,15 +279,26 @@ class CsvTable(Table):
     def lines(self, audio: AudioFile, rows: Iterable[Row]) -> Iterator[str]:
         path = csv_field(audio.path)
         extra = self.extra(audio) if self.extra is not None and self.extra_columns else None
+        reviewers, last_start, last_end, count = self.reviewers, None, None, 0
         for row in rows:
-            scientific_name, common_name = self.names(row.label)
-            line = (
-                f"{seconds(row.start_s)},{seconds(row.end_s)},{csv_field(scientific_name)},{csv_field(common_name)},"
-                f"{row.score:.4f},{path}"
-            )
+            _, start_s, end_s, label, score, who = row
+            count += 1
+            if start_s != last_start or end_s != last_end:
+                last_start, last_end = start_s, end_s
+                times = f"{seconds(start_s)},{seconds(end_s)},"
+            line = f"{times}{self.species(label)},{score:.4f},{path}"
             if extra is not None:
                 line += extra(row)
-            yield f"{line},{csv_field(row.reviewers)}\n" if self.reviewers else f"{line}\n"
+            yield f"{line},{csv_field(who)}\n" if reviewers else f"{line}\n"
+        self.rows += count
+
+    def species(self, label: str) -> str:
+        """ "Scientific name,Common name" of a label, worked out once."""
+        found = self._species.get(label)
+        if found is None:
+            scientific_name, common_name = self.names(label)
+            found = self._species[label] = f"{csv_field(scientific_name)},{csv_field(common_name)}"
+        return found
 
 
 class KaleidoscopeTable(Table):
@@ -299,14 +321,17 @@ class KaleidoscopeTable(Table):
         parent, folder = posixpath.split(folder_path)
         where = f"{csv_field(parent.rstrip('/'))},{csv_field(folder)},{csv_field(filename)}"
         setting = f"{audio.latitude:.4f},{audio.longitude:.4f},{audio.week},{self.overlap_s},{self.sensitivity}"
-        for row in rows:
-            start, end = round(row.start_s, 2), round(row.end_s, 2)
-            scientific_name, common_name = self.names(row.label)
+        count = 0
+        for _, start_s, end_s, label, score, who in rows:
+            count += 1
+            start, end = round(start_s, 2), round(end_s, 2)
+            scientific_name, common_name = self.names(label)
             line = (
                 f"{where},{start},{end - start},{csv_field(scientific_name)},{csv_field(common_name)},"
-                f"{row.score:.4f},{setting}"
+                f"{score:.4f},{setting}"
             )
-            yield f"{line},{csv_field(row.reviewers)}\n" if self.reviewers else f"{line}\n"
+            yield f"{line},{csv_field(who)}\n" if self.reviewers else f"{line}\n"
+        self.rows += count
 
 
 class AudacityLabels(Table):
@@ -316,9 +341,11 @@ class AudacityLabels(Table):
     suffix = AUDACITY_SUFFIX
 
     def lines(self, audio: AudioFile, rows: Iterable[Row]) -> Iterator[str]:
-        for row in rows:
-            label = row.label.replace("_", ", ")
-            yield f"{seconds(row.start_s)}\t{seconds(row.end_s)}\t{label}\t{row.score:.4f}\n"
+        count = 0
+        for _, start_s, end_s, label, score, _ in rows:
+            count += 1
+            yield f"{seconds(start_s)}\t{seconds(end_s)}\t{label.replace('_', ', ')}\t{score:.4f}\n"
+        self.rows += count
 
 
 def params_file(values: tuple) -> str:

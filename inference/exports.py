@@ -22,13 +22,14 @@ import zoneinfo
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from itertools import chain
+from itertools import groupby
+from operator import itemgetter
 from pathlib import Path
 
 from django.conf import settings
 from django.contrib.postgres.aggregates import StringAgg
 from django.db import connection, transaction
-from django.db.models import Exists, F, OuterRef, QuerySet, Subquery
+from django.db.models import CharField, Exists, F, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Collate
 
 from echoroo.models import ClipPredictionTag, Dataset, ModelRun, Recording, SoundEventPredictionTag
@@ -322,10 +323,17 @@ def export_files(scope: Scope, options: ExportOptions, tally: Tally | None = Non
     audio files, then the parameters file."""
     tally = tally if tally is not None else Tally()
     groups = _by_recording(scope, options, tally)
+
+    def written(table: formats.Table, lines: Iterable[str]) -> Iterator[str]:
+        if table.header():
+            yield table.header()
+        yield from lines
+        tally.rows += table.rows
+
     if options.combined:
         table = _table(scope, options, combined=True)
-        lines = chain([table.header()], (line for audio, rows in groups for line in table.lines(audio, rows)))
-        yield ExportFile(table.combined_name, lines)
+        lines = (line for audio, rows in groups for line in table.lines(audio, rows))
+        yield ExportFile(table.combined_name, written(table, lines))
         if options.file_format == "raven":
             yield ExportFile(
                 formats.COMBINED_RAVEN_LIST, formats.raven_list(audio.path for _, audio in _audio_files(scope))
@@ -333,10 +341,8 @@ def export_files(scope: Scope, options: ExportOptions, tally: Tally | None = Non
     else:
         for audio, rows in groups:
             table = _table(scope, options)
-            header = [table.header()] if table.header() else []
-            yield ExportFile(
-                formats.result_name(audio.relative_path, table.suffix), chain(header, table.lines(audio, rows))
-            )
+            name = formats.result_name(audio.relative_path, table.suffix)
+            yield ExportFile(name, written(table, table.lines(audio, rows)))
     yield ExportFile(formats.PARAMS_FILE, iter([formats.params_file(analysis_params(scope.job, options))]))
 
 
@@ -462,25 +468,17 @@ def _table(scope: Scope, options: ExportOptions, *, combined: bool = False) -> f
 
 def _by_recording(scope: Scope, options: ExportOptions, tally: Tally) -> Iterator[tuple[AudioFile, Iterator[Row]]]:
     """Each recording the job finished (by path) with its rows, from two streamed queries in the same order."""
-    found = rows(scope, options)
-    pending = next(found, None)
-
-    def own(recording_id: int) -> Iterator[Row]:
-        nonlocal pending
-        if pending is not None and pending[0] == recording_id:
-            tally.recordings += 1
-        while pending is not None and pending[0] == recording_id:
-            tally.rows += 1
-            yield pending[1]
-            pending = next(found, None)
-
+    groups = groupby(rows(scope, options), key=itemgetter(0))
+    group = next(groups, None)
     for recording_id, audio in _audio_files(scope):
-        recording_rows = own(recording_id)
-        yield audio, recording_rows
-        for _ in recording_rows:  # what the caller left unread
-            pass
-    if pending is not None:
-        raise RuntimeError(f"recording {pending[0]}'s rows came out of order: the export is incomplete")
+        if group is not None and group[0] == recording_id:
+            tally.recordings += 1
+            yield audio, group[1]
+            group = next(groups, None)
+        else:
+            yield audio, iter(())
+    if group is not None:
+        raise RuntimeError(f"recording {group[0]}'s rows came out of order: the export is incomplete")
 
 
 def _audio_files(scope: Scope) -> Iterator[tuple[int, AudioFile]]:
@@ -507,10 +505,15 @@ def _audio_files(scope: Scope) -> Iterator[tuple[int, AudioFile]]:
         )
 
 
-def rows(scope: Scope, options: ExportOptions) -> Iterator[tuple[int, Row]]:
-    """(recording id, row) of the job's rows on the scope's recordings at or above the minimum score (and their
-    species' threshold in the set, given one; judged correct, if verified), by recording path, start time, then
-    score (best first); streamed."""
+def rows(scope: Scope, options: ExportOptions) -> Iterator[Row]:
+    """The job's rows on the scope's recordings at or above the minimum score (and their species' threshold in the
+    set, given one; judged correct, if verified), by recording path, start time, then score (best first);
+    streamed, as plain tuples of a Row's shape (no object made per row)."""
+    return rows_query(scope, options).iterator(chunk_size=CHUNK_ROWS)
+
+
+def rows_query(scope: Scope, options: ExportOptions) -> QuerySet:
+    """The query of `rows`."""
     if options.merged:
         model, prediction, span = SoundEventPredictionTag, "sound_event_prediction", "sound_event"
     else:
@@ -522,15 +525,16 @@ def rows(scope: Scope, options: ExportOptions) -> Iterator[tuple[int, Row]]:
         query = query.filter(score__gte=options.min_score)
     if options.threshold_set is not None:
         query = passing(query, options.threshold_set)
-    columns = [f"{recording}_id", f"{span}__start_time", f"{span}__end_time", "tag__value", "score"]
     if options.verified:
         query = query.annotate(reviewers=correct_by(OuterRef(f"{span}_id"), OuterRef("tag_id")))
         query = query.filter(reviewers__isnull=False)
-        columns.append("reviewers")
+    else:
+        query = query.annotate(reviewers=Value("", output_field=CharField()))
+    columns = [f"{recording}_id", f"{span}__start_time", f"{span}__end_time", "tag__value", "score", "reviewers"]
     ordered = query.order_by(
         Collate(f"{recording}__path", "C"), f"{recording}_id", f"{span}__start_time", "-score", "tag__value"
     )
-    return ((values[0], Row(*values[1:])) for values in ordered.values_list(*columns).iterator(chunk_size=CHUNK_ROWS))
+    return ordered.values_list(*columns)
 
 
 def correct_by(clip_id, species_id) -> Subquery:
@@ -570,10 +574,13 @@ def _extra_columns(job: InferenceJob, options: ExportOptions) -> Callable[[Audio
         dated = [index for index, name in enumerate(options.columns) if name in ("date", "time")]
         threshold_at = options.columns.index("threshold") if "threshold" in options.columns else None
         start = audio.recorded_at
+        last_start_s = None
 
         def row_values(row: Row) -> str:
-            if dated:
-                when = (start + dt.timedelta(seconds=row.start_s)).astimezone(zone) if start is not None else None
+            nonlocal last_start_s
+            if dated and row[1] != last_start_s:  # a window's species share its date and time
+                last_start_s = row[1]
+                when = (start + dt.timedelta(seconds=row[1])).astimezone(zone) if start is not None else None
                 for index in dated:
                     if when is None:
                         values[index] = ""
@@ -582,7 +589,7 @@ def _extra_columns(job: InferenceJob, options: ExportOptions) -> Callable[[Audio
                     else:
                         values[index] = when.time().isoformat(timespec="milliseconds")
             if threshold_at is not None:
-                values[threshold_at] = thresholds.get(row.label, default_threshold)
+                values[threshold_at] = thresholds.get(row[3], default_threshold)
             return "," + ",".join(values)
 
         return row_values
