@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.db import DatabaseError, connection, transaction
 from django.db.models import DateTimeField, Exists, F, Func, OuterRef, QuerySet
 
 from echoroo.models import Dataset, Recording
@@ -130,10 +131,18 @@ def parse_zone(text: str | None, field: str = "timezone") -> dt.tzinfo:
     text = (text or "").strip()
     if not text:
         return default_zone()
+    unknown = ReportError(field, f"{text!r} is not a time zone; give an IANA name such as Europe/Berlin")
     try:
-        return zoneinfo.ZoneInfo(text)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ReportError(field, f"{text!r} is not a time zone; give an IANA name such as Europe/Berlin") from None
+        zone = zoneinfo.ZoneInfo(text)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder of zones ("America")
+        raise unknown from None
+    # The database reads days on this clock too: it must know the name as well (its zone files are its own).
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SELECT now() AT TIME ZONE %s", [text])
+    except DatabaseError:
+        raise unknown from None
+    return zone
 
 
 def parse_date(text: str | None, field: str) -> dt.date | None:
@@ -200,9 +209,18 @@ def dataset_by_name(name: str, field: str = "dataset") -> Dataset:
     return found
 
 
+def reject_nul(params: Mapping[str, str]) -> None:
+    """A NUL character in any parameter is a ReportError naming it (PostgreSQL takes none in text)."""
+    lists = params.lists() if hasattr(params, "lists") else ((name, [value]) for name, value in params.items())
+    for name, values in lists:
+        if any("\x00" in str(value) for value in values):
+            raise ReportError(name, "contains a NUL character")
+
+
 def selection_from(params: Mapping[str, str], *, dataset: Dataset | None = None) -> Selection:
     """The selection a query string asks for: dataset (UUID) or job (UUID), thresholds, min_score, verified,
     timezone; a page passes its dataset itself."""
+    reject_nul(params)
     if dataset is None:
         dataset = dataset_by_uuid(params.get("dataset"))
     return select(

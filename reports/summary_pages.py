@@ -6,7 +6,7 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 from django.core.paginator import Page, Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, render
 from django.urls import path, reverse
 from django.views.decorators.http import require_GET
@@ -16,7 +16,7 @@ from echoroo.pages import clock, job_label, page_login_required, pick_threshold_
 from inference.models import InferenceJob
 from inference.queries import within_time_limit
 from reports import summaries
-from reports.selection import ReportError, selection_from
+from reports.selection import ReportError, reject_nul, selection_from
 
 ROWS_PER_PAGE = 50
 # Every page aggregates all the detections the filters keep (about 30 s for 10 million on 2 busy cores:
@@ -55,6 +55,10 @@ def job_species(request: HttpRequest, job_uuid) -> HttpResponse:
 
 
 def species_summary_page(request: HttpRequest, *, dataset: Dataset | None = None, job: InferenceJob | None = None):
+    try:
+        reject_nul(request.GET)
+    except ReportError as error:
+        return HttpResponseBadRequest(f"{error.field}: {error}")
     given = {name: request.GET.get(name, "").strip() for name in (*KEPT, "sort")}
     if job is not None:
         given["job"] = str(job.uuid)

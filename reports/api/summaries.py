@@ -30,23 +30,14 @@ BAD_INPUT = OpenApiResponse(description="{field: [message]}: the input at fault 
 
 
 class CSVRenderer(BaseRenderer):
-    """Lets ?format=csv through DRF's content negotiation; the views write the CSV themselves. An error
-    answered as CSV reads field,message."""
+    """Lets ?format=csv through DRF's content negotiation; the views write the CSV themselves (errors are JSON)."""
 
     media_type = "text/csv"
     format = "csv"
     charset = "utf-8"
 
     def render(self, data, accepted_media_type=None, renderer_context=None) -> bytes:
-        if isinstance(data, str | bytes):
-            return data.encode() if isinstance(data, str) else data
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(["field", "message"])
-        for field, messages in (data or {}).items():
-            for message in messages if isinstance(messages, list) else [messages]:
-                writer.writerow([field, message])
-        return out.getvalue().encode()
+        return data.encode() if isinstance(data, str) else data
 
 
 def parameter(name: str, description: str, kind=OpenApiTypes.STR, **extra) -> OpenApiParameter:
@@ -73,6 +64,14 @@ class ReportView(APIView):
 
     def wants_csv(self, request: Request) -> bool:
         return request.accepted_renderer.format == "csv"
+
+    def handle_exception(self, exc):
+        response = super().handle_exception(exc)
+        # An error asked for as CSV is answered as JSON {field: [message]}, as every other error of the API.
+        renderer = getattr(self.request, "accepted_renderer", None)
+        if renderer is not None and renderer.format == "csv":
+            self.request.accepted_renderer, self.request.accepted_media_type = JSONRenderer(), "application/json"
+        return response
 
 
 def bad_input(error: ReportError) -> serializers.ValidationError:

@@ -220,6 +220,8 @@ def test_the_api_downloads_every_row_as_csv(marsh, api_client):
         ({"page": "0"}, "page"),
         ({"page_size": "5000"}, "page_size"),
         ({"start": "2026-13-01"}, "start"),
+        ({"species": "Turdus\x00"}, "species"),
+        ({"timezone": "America"}, "timezone"),
     ],
 )
 def test_the_api_answers_400_naming_the_field(marsh, api_client, query, field):
@@ -306,3 +308,16 @@ def test_a_summary_that_takes_too_long_says_how_to_narrow_it_down(marsh, client,
     client.force_login(user)
     page = client.get(f"/datasets/{marsh.dataset.uuid}/species/").content.decode()
     assert "took longer than 0.05 s: narrow them down by species, site or dates" in page
+
+
+def test_a_nul_character_in_a_filter_is_a_bad_request(marsh, client, user):
+    client.force_login(user)
+    response = client.get(f"/datasets/{marsh.dataset.uuid}/species/", {"thresholds": "a\x00b"})
+    assert response.status_code == 400
+
+
+def test_an_error_asked_for_as_csv_is_answered_as_json(marsh, api_client):
+    response = api_client.get("/api/v1/species-summary/", {"dataset": marsh.dataset.uuid, "sort": "x", "format": "csv"})
+    assert response.status_code == 400
+    assert response["Content-Type"].startswith("application/json")
+    assert "sort" in response.json()
