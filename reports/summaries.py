@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import io
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import TextIO
 
 from django.contrib.postgres.aggregates import ArrayAgg
 from django.db import connection
@@ -187,33 +187,50 @@ def summary_page(selection: Selection, filters: SummaryFilters, *, number: int, 
 
 def _best_clips(selection: Selection, groups: list[tuple]) -> dict[tuple, tuple]:
     """{(tag_id, site_id, day): (clip UUID, start s, recording UUID, path)} of the best score of each group given as
-    (tag_id, site_id, day, max score): the detections of those species at those very scores, through the (tag,
-    score) index, not a sort of every group's rows."""
+    (tag_id, site_id, day, max score), the first clip where several share it: the detections of those species at
+    those very scores (the (tag, score) index finds them), one a group, not a sort of every group's rows."""
     at_best = Q()
-    for tag_id, score in {(tag_id, score) for tag_id, _, _, score in groups}:
-        at_best |= Q(tag_id=tag_id, score=score)
+    for tag_id, site_id, day, score in groups:
+        at_best |= Q(tag_id=tag_id, score=score) & _is("site_id", site_id) & _is("day", day)
     candidates = (
         _detections(selection, SummaryFilters())
+        .annotate(site_id=F("clip_prediction__clip__recording__site_id"), clip_id=F("clip_prediction__clip_id"))
         .filter(at_best)
+        .order_by("tag_id", "site_id", "day", "clip_id")
+        .distinct("tag_id", "site_id", "day")
         .values_list(
             "tag_id",
-            "clip_prediction__clip__recording__site_id",
+            "site_id",
             "day",
-            "score",
             "clip_prediction__clip__uuid",
             "clip_prediction__clip__start_time",
             "clip_prediction__clip__recording__uuid",
             "clip_prediction__clip__recording__path",
         )
-        .order_by("clip_prediction__clip_id")
     )
-    wanted = {(tag_id, site_id, day): score for tag_id, site_id, day, score in groups}
-    best: dict[tuple, tuple] = {}
-    for tag_id, site_id, day, score, clip_uuid, start_s, recording_uuid, path in candidates:
-        key = (tag_id, site_id, day)
-        if wanted.get(key) == score and key not in best:
-            best[key] = (str(clip_uuid), start_s, str(recording_uuid), path)
-    return best
+    return {
+        (tag_id, site_id, day): (str(clip_uuid), start_s, str(recording_uuid), path)
+        for tag_id, site_id, day, clip_uuid, start_s, recording_uuid, path in candidates
+    }
+
+
+def _is(name: str, value) -> Q:
+    return Q(**{f"{name}__isnull": True}) if value is None else Q(**{name: value})
+
+
+def csv_lines(rows: Iterator[SummaryRow]) -> Iterator[str]:
+    """The summary as CSV text in pieces of about 64 kB (CSV_HEADER; day and times empty where the day is
+    unknown)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_HEADER)
+    for row in rows:
+        writer.writerow(csv_fields(row))
+        if out.tell() > 64 * 1024:
+            yield out.getvalue()
+            out.seek(0)
+            out.truncate()
+    yield out.getvalue()
 
 
 def summary_rows(selection: Selection, filters: SummaryFilters) -> Iterator[SummaryRow]:
@@ -234,17 +251,6 @@ def summary_rows(selection: Selection, filters: SummaryFilters) -> Iterator[Summ
         while chunk := cursor.fetchmany(CSV_CHUNK_ROWS):
             for *shown, clip_uuid, start_s, recording_uuid, path in chunk:
                 yield SummaryRow(*shown, str(clip_uuid), start_s, str(recording_uuid), path)
-
-
-def write_csv(rows: Iterator[SummaryRow], out: TextIO) -> int:
-    """The summary as CSV (CSV_HEADER; day and times empty where the day is unknown); returns the rows written."""
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(CSV_HEADER)
-    count = 0
-    for row in rows:
-        writer.writerow(csv_fields(row))
-        count += 1
-    return count
 
 
 def csv_fields(row: SummaryRow) -> list:

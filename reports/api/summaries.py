@@ -6,7 +6,6 @@ Both read one job's window detections (reports.selection): ?job=, or the newest 
 
 from __future__ import annotations
 
-import csv
 import io
 from collections.abc import Iterator
 
@@ -140,7 +139,7 @@ class SpeciesSummaryView(ReportView):
             raise bad_input(error) from None
         if self.wants_csv(request):
             rows = summaries.summary_rows(selection, filters)
-            return csv_download(_csv_lines(rows), f"species-summary-{selection.job.uuid}")
+            return csv_download(summaries.csv_lines(rows), f"species-summary-{selection.job.uuid}")
         rows, total = summaries.summary_page(selection, filters, number=number, size=size)
         url = request.build_absolute_uri()
         return Response(
@@ -172,19 +171,6 @@ def _summary_json(row: summaries.SummaryRow) -> dict:
         "first_time": row.first_time.isoformat(timespec="seconds") if row.first_time else None,
         "last_time": row.last_time.isoformat(timespec="seconds") if row.last_time else None,
     }
-
-
-def _csv_lines(rows: Iterator[summaries.SummaryRow]) -> Iterator[str]:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(summaries.CSV_HEADER)
-    for row in rows:
-        writer.writerow(summaries.csv_fields(row))
-        if out.tell() > 64 * 1024:
-            yield out.getvalue()
-            out.seek(0)
-            out.truncate()
-    yield out.getvalue()
 
 
 class DetectionHistoryView(ReportView):

@@ -321,3 +321,16 @@ def test_an_error_asked_for_as_csv_is_answered_as_json(marsh, api_client):
     assert response.status_code == 400
     assert response["Content-Type"].startswith("application/json")
     assert "sort" in response.json()
+
+
+def test_a_tie_for_the_best_score_names_the_same_clip_on_a_page_and_in_the_csv(marsh):
+    from echoroo.models import Clip, ClipPrediction, ClipPredictionTag
+
+    tied = Clip.objects.create(recording=marsh.recordings["a1"], start_time=1200.0, end_time=1203.0)
+    prediction = ClipPrediction.objects.create(clip=tied, model_run=marsh.job.model_run, job=marsh.job)
+    ClipPredictionTag.objects.create(clip_prediction=prediction, tag=species_tag(survey.ROBIN), score=0.9)
+    selection, robin = select(dataset=marsh.dataset), SummaryFilters(species=survey.ROBIN)
+    on_page = summary_page(selection, robin, number=1, size=50)[0][0]
+    in_csv = next(iter(summary_rows(selection, robin)))
+    first = marsh.clip("a2", 300.0)  # the older clip of the two at 0.9
+    assert (on_page.detections, on_page.max_score_clip, in_csv.max_score_clip) == (4, str(first.uuid), str(first.uuid))
