@@ -18,7 +18,8 @@ Timed (median of --repeats runs, the CSV once; seconds):
 - species_summary_s: the first page of the dataset's summary (species x site x day, default
   sort): the whole aggregation runs, as for every page;
 - species_summary_sorted_s: the same sorted by -detections (another page order, same work);
-- species_summary_one_species_s: one species at one site (the page's filters);
+- species_summary_one_species_s, _one_site_s, _one_month_s: the commonest species, one site, June
+  (the page's filters);
 - species_summary_csv_s: every row of the summary with its best clip, streamed as the CSV download is;
 - detection_history_s: the commonest species' history, one-day occasions (effort + detections);
 - detection_history_week_dawn_s: 7-day occasions, 04:00-09:00 only;
@@ -314,9 +315,20 @@ def measure(repeats: int) -> dict:
             lambda: summaries.summary_page(selection, summaries.SummaryFilters(sort="-detections"), number=1, size=50),
         ),
         "species_summary_one_species_s": timed(
-            "species summary, one species at one site",
+            "species summary, the commonest species",
+            lambda: summaries.summary_page(selection, summaries.SummaryFilters(species=commonest), number=1, size=50),
+        ),
+        "species_summary_one_site_s": timed(
+            "species summary, one site",
+            lambda: summaries.summary_page(selection, summaries.SummaryFilters(site=site), number=1, size=50),
+        ),
+        "species_summary_one_month_s": timed(
+            "species summary, one month",
             lambda: summaries.summary_page(
-                selection, summaries.SummaryFilters(species=commonest, site=site), number=1, size=50
+                selection,
+                summaries.SummaryFilters(start=dt.date(2025, 6, 1), end=dt.date(2025, 6, 30)),
+                number=1,
+                size=50,
             ),
         ),
         "species_summary_csv_s": timed(
