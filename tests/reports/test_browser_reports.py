@@ -88,3 +88,22 @@ def test_from_the_datasets_to_a_dataset_its_charts_and_the_next_recording(season
     page.click(".recording-nav a.dataset-list")
     expect(page.locator("table.recordings tbody tr").first).to_contain_text("NORTH_20260502_060000.wav")
     assert recordings
+
+
+def test_a_dataset_species_summary_sorts_and_filters(season, live_server, page, save_screenshot):
+    dataset, _ = season
+    expect = playwright_api.expect
+    page.goto(live_server.url + f"/login/?next=/datasets/{dataset.uuid}/species/")
+    page.fill("#id_username", "admin")
+    page.fill("#id_password", "password")
+    page.click("button[type=submit]")
+    expect(page).to_have_url(re.compile(rf"/datasets/{dataset.uuid}/species/"))
+    rows = page.locator("table tbody tr")
+    expect(rows.first).to_be_visible()
+    assert rows.count() > 3
+    save_screenshot(page, "reports-species-summary")
+    # One site only: every row left is at that site.
+    page.goto(live_server.url + f"/datasets/{dataset.uuid}/species/?site=South+ridge")
+    expect(rows.first).to_be_visible()
+    assert all("South ridge" in text for text in rows.all_inner_texts())
+    save_screenshot(page, "reports-species-summary-site")
