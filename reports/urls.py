@@ -1,5 +1,8 @@
-"""URL routes of the reports pages: datasets and their recordings, species summaries and histories, exports."""
+"""URL routes of the reports pages: datasets and their recordings, their charts, species summaries.
 
-from reports import browse_pages, export_pages, summary_pages
+The exports are downloads of the API (reports.api.exports), offered by forms on the job and dataset pages.
+"""
 
-urlpatterns = browse_pages.urlpatterns + summary_pages.urlpatterns + export_pages.urlpatterns
+from reports import browse_pages, summary_pages
+
+urlpatterns = browse_pages.urlpatterns + summary_pages.urlpatterns
