@@ -34,12 +34,10 @@ FIRST_YEAR, LAST_YEAR = 1900, 2200
 TRUE_WORDS, FALSE_WORDS = {"1", "true", "yes", "on"}, {"", "0", "false", "no", "off"}
 
 
-class ReportError(ValueError):
-    """Bad input to a report: `field` names the input at fault (a 400 in the API, a CommandError in a command)."""
+class ReportError(ExportError):
+    """Bad input to a report: `field` names the input at fault (a 400 in the API, a CommandError in a command).
 
-    def __init__(self, field: str, message: str):
-        self.field = field
-        super().__init__(message)
+    An export's error with its own name: reports catch theirs, and turn the exports' into theirs."""
 
 
 @dataclass(frozen=True)
