@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from django.db import models
 
-PROJECT_APPS = ("echoroo", "inference", "embeddings", "classifiers", "validation")
+PROJECT_APPS = ("echoroo", "inference", "embeddings", "classifiers", "validation", "annotations")
 # pg_constraint.confdeltype for each on_delete written into the database.
 DATABASE_RULES = {models.CASCADE: ("c", "CASCADE"), models.SET_NULL: ("n", "SET NULL")}
 

@@ -100,6 +100,7 @@ INSTALLED_APPS = [
     "classifiers",
     "validation",
     "reports",
+    "annotations",
 ]
 
 MIDDLEWARE = [
