@@ -161,10 +161,10 @@ def train(run, clip_ids: np.ndarray, positive: np.ndarray, user):
 def read_and_score_only(classifier, batch_size: int) -> float:
     """Rows per second of the read and score half alone (nothing written)."""
     from classifiers.training import sigmoid_scores
-    from classifiers.vectors import embedding_batches
+    from embeddings.vectors import embedding_batches
 
     began, rows = time.perf_counter(), 0
-    for batch in embedding_batches(classifier.source_id, batch_size=batch_size):
+    for batch in embedding_batches("clip", classifier.source_id, batch_size=batch_size):
         sigmoid_scores(batch.vectors, classifier.weights, classifier.intercept)
         rows += len(batch)
     return rows / (time.perf_counter() - began)

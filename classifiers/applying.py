@@ -1,6 +1,6 @@
 """The work of an apply job: score every embedding of the source run and store one prediction per embedding.
 
-Batches are read in clip id order (classifiers.vectors, a thread reading ahead), scored with
+Batches are read in clip id order (embeddings.vectors, a thread reading ahead), scored with
 numpy, and written by a few writer threads, one transaction per batch (classifiers.storage): a
 ClipPrediction per clip under the classifier's run and its one tag, key "species" and value the
 label, so the filters, pages and exports made for model predictions work on these unchanged.
@@ -22,10 +22,11 @@ from django.utils import timezone
 
 from classifiers import storage
 from classifiers.models import Classifier, ClassifierJob
-from classifiers.threads import Writers, in_transaction
+from classifiers.threads import Writers
 from classifiers.training import sigmoid_scores
-from classifiers.vectors import count_embeddings, embedding_batches
 from echoroo.models import SPECIES, Tag
+from embeddings.read_ahead import in_transaction
+from embeddings.vectors import count_embeddings, embedding_batches
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ def _apply(job: ClassifierJob, batch_size: int, time_limit_s: float | None, writ
     in_flight: deque[tuple[Future, int, int]] = deque()
     stopped = None
     batches = embedding_batches(
-        classifier.source_id, after_clip_id=job.last_clip_id, batch_size=batch_size, read_ahead=READ_AHEAD
+        "clip", classifier.source_id, after_id=job.last_clip_id, batch_size=batch_size, read_ahead=READ_AHEAD
     )
     with Writers(writers) as pool, closing(batches):
         for batch in batches:
@@ -100,8 +101,8 @@ def _apply(job: ClassifierJob, batch_size: int, time_limit_s: float | None, writ
                     f"{len(coef)}: train it again on this run"
                 )
             scores = sigmoid_scores(batch.vectors, coef, intercept)
-            write = pool.submit(store_batch, classifier.model_run_id, tag_id, batch.clip_ids, scores)
-            in_flight.append((write, int(batch.clip_ids[-1]), len(batch)))
+            write = pool.submit(store_batch, classifier.model_run_id, tag_id, batch.ids, scores)
+            in_flight.append((write, int(batch.ids[-1]), len(batch)))
             # The resume point moves past the batches written, in order; at most `writers` wait.
             while in_flight and (len(in_flight) > writers or in_flight[0][0].done()):
                 if stopped := _advance(job.pk, *in_flight.popleft()):
@@ -153,7 +154,7 @@ def _claim(job_id: int) -> ClassifierJob | None:
         if job.status == ClassifierJob.Status.PENDING:
             job.status = ClassifierJob.Status.RUNNING
             job.started_at = timezone.now()
-            job.total_clips = count_embeddings(job.classifier.source_id)
+            job.total_clips = count_embeddings("clip", job.classifier.source_id)
             job.save(update_fields=["status", "started_at", "total_clips"])
     return job
 

@@ -19,9 +19,9 @@ from classifiers import labels, training
 from classifiers.errors import ClassifierError
 from classifiers.labels import CLEAR, LabelSet, Polarity
 from classifiers.models import Classifier, ClassifierJob
-from classifiers.vectors import clip_id_range, count_embeddings, embeddings_after, embeddings_of_clips
 from echoroo.models import SPECIES, Clip, ClipAnnotation, ClipAnnotationTag, ModelRun, Tag
 from embeddings.models import ClipEmbedding
+from embeddings.vectors import count_embeddings, embeddings_after, embeddings_of, id_range
 
 # Clips labelled in one request at most.
 MAX_CLIPS_PER_LABELLING = 1000
@@ -104,8 +104,8 @@ def train_classifier(*, label: str, source: ModelRun | None = None, by=None) -> 
         raise ClassifierError({"label": f"no clip is labelled {label!r} yet: label some clips positive and negative"})
     source = source or _run_with_most_embeddings(list(examples))
     _check_source(source)
-    batch = embeddings_of_clips(source.id, list(examples))
-    positive = np.array([examples[int(clip_id)] == Polarity.POSITIVE for clip_id in batch.clip_ids], dtype=bool)
+    batch = embeddings_of("clip", source.id, list(examples))
+    positive = np.array([examples[int(clip_id)] == Polarity.POSITIVE for clip_id in batch.ids], dtype=bool)
     unembedded = len(examples) - len(batch)
     where = f" with {source} embeddings" + (
         f" ({unembedded} labelled clip{'s have' if unembedded != 1 else ' has'} none)" if unembedded else ""
@@ -285,21 +285,21 @@ def _sampled_scores(classifier: Classifier, seed: int | None) -> dict[int, float
     """Clip id -> score over the source run: all of it if small, else SAMPLE_STRETCHES stretches of
     consecutive clips from random points (short index walks: no scan of the whole run)."""
     source = classifier.source_id
-    if count_embeddings(source, at_most=UNCERTAIN_SAMPLE + 1) <= UNCERTAIN_SAMPLE:
-        batches = [embeddings_after(source, 0, UNCERTAIN_SAMPLE)]
+    if count_embeddings("clip", source, at_most=UNCERTAIN_SAMPLE + 1) <= UNCERTAIN_SAMPLE:
+        batches = [embeddings_after("clip", source, 0, UNCERTAIN_SAMPLE)]
     else:
-        low, high = clip_id_range(source)
+        low, high = id_range("clip", source)
         stretch = UNCERTAIN_SAMPLE // SAMPLE_STRETCHES
         starts = np.sort(np.random.default_rng(seed).integers(low - 1, high, size=SAMPLE_STRETCHES))
         batches, covered = [], low - 1
         for start in starts:
             # A stretch that starts inside the previous one goes on from its end.
-            batch = embeddings_after(source, max(int(start), covered), stretch)
+            batch = embeddings_after("clip", source, max(int(start), covered), stretch)
             if len(batch):
                 batches.append(batch)
-                covered = int(batch.clip_ids[-1])
+                covered = int(batch.ids[-1])
     scores: dict[int, float] = {}
     for batch in batches:
         values = training.sigmoid_scores(batch.vectors, classifier.weights, classifier.intercept)
-        scores.update(zip(batch.clip_ids.tolist(), values.tolist(), strict=True))
+        scores.update(zip(batch.ids.tolist(), values.tolist(), strict=True))
     return scores

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from echoroo import audio
+from embeddings.compute import embed_spans
 from inference.runtimes import ModelRuntime, available_runtimes, runtime_class
-from search.embedding import embed_spans
 from search.errors import SearchError
 
 MIB = 1024 * 1024

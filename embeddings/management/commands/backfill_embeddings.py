@@ -7,10 +7,10 @@ from tqdm import tqdm
 from echoroo.audio import AudioError
 from echoroo.models import Clip, ClipOutput, ClipPrediction, Dataset, ModelRun, Recording
 from embeddings.models import ClipEmbedding
+from embeddings.service import embed_clips
 from inference.config import MAX_BATCH_SIZE, InferenceConfig
 from inference.runner import load_runtime
 from inference.runtimes import DEFAULT_RUNTIME, available_runtimes, runtime_class
-from search.embedding import embed_clips
 
 
 def missing_clips(model_run: ModelRun, dataset: Dataset | None = None) -> QuerySet:
