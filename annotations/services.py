@@ -255,6 +255,7 @@ def delete_annotation(annotation: SoundEventAnnotation, *, by) -> None:
     if not can_change(annotation, by):
         raise PermissionDenied("only staff or the annotation's author may delete it")
     with transaction.atomic():
+        annotation = with_tags().select_for_update(of=("self",)).get(pk=annotation.pk)
         _record(annotation, AnnotationChange.Action.DELETED, by, before=snapshot(annotation), after=None)
         annotation.sound_event.delete()  # the annotation, its tags and the box's embeddings go with it
 
@@ -414,8 +415,11 @@ def _record(annotation: SoundEventAnnotation, action: str, by, *, before: dict |
 
 def _queue_embeddings(sound_event_ids: list[int]) -> None:
     """Once the transaction commits, the workers embed the boxes with every installed model."""
-    if not sound_event_ids:
-        return
+    if sound_event_ids:
+        transaction.on_commit(lambda: _enqueue(sound_event_ids), robust=True)
+
+
+def _enqueue(sound_event_ids: list[int]) -> None:
     from embeddings.tasks import queue_sound_event_embeddings
 
-    transaction.on_commit(lambda: queue_sound_event_embeddings(sound_event_ids), robust=True)
+    queue_sound_event_embeddings(sound_event_ids)
