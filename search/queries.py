@@ -1,5 +1,9 @@
 """The nearest-neighbour SQL: the per-run HNSW index's own expression and predicate, plus filters.
 
+One query serves both kinds of embedded item, clips and sound events (`kind`, as in
+`embeddings.indexes.TABLES`): each kind has its embeddings table, its per-run index and the table
+of its items, which holds the recording that filters join on.
+
 The planner uses a partial expression index only when the query repeats its expression,
 `(embedding::halfvec(D))`, and implies its predicate, `model_run_id = N`, at planning time. So the
 dimension and the model run's id are written into the SQL as integer literals, never bound: a
@@ -32,11 +36,17 @@ DEFAULT_EF_SEARCH_FILTERED = 200
 # How many rows an iterative scan may look at before it gives up: a filter passing 0.1 % of a
 # run's rows still fills 20 results. pgvector's default; raise it for rarer filters.
 MAX_SCAN_TUPLES = 20_000
+# kind -> the table of the embedded items (each row has its recording_id).
+ITEM_TABLES = {"clip": "echoroo_clip", "sound_event": "echoroo_soundevent"}
 
 
 @dataclass(frozen=True)
 class Filters:
-    """Which clips may be returned; every filter set must hold (ids, not objects)."""
+    """Which items may be returned; every filter set must hold (ids, not objects).
+
+    The exclusions are per kind: a search by a clip leaves out that clip, not a sound event that
+    happens to share its id.
+    """
 
     dataset_id: int | None = None
     site_id: int | None = None
@@ -45,14 +55,20 @@ class Filters:
     recorded_before: datetime | None = None  # included
     exclude_recording_id: int | None = None
     exclude_clip_id: int | None = None
+    exclude_sound_event_id: int | None = None
 
     def needs_recording(self) -> bool:
         return any(
             value is not None for value in (self.dataset_id, self.site_id, self.recorded_after, self.recorded_before)
         )
 
-    def needs_clip(self) -> bool:
+    def needs_item(self) -> bool:
+        """Whether the items' own table must be joined (for their recording)."""
         return self.needs_recording() or self.recording_id is not None or self.exclude_recording_id is not None
+
+    def excluded(self, kind: str) -> int | None:
+        """The item of this kind to leave out (the query item), if any."""
+        return {"clip": self.exclude_clip_id, "sound_event": self.exclude_sound_event_id}[kind]
 
 
 def vector_literal(vector: np.ndarray) -> str:
@@ -60,40 +76,46 @@ def vector_literal(vector: np.ndarray) -> str:
     return "[" + ",".join(map(repr, np.asarray(vector, dtype=np.float64).ravel().tolist())) + "]"
 
 
-def nearest_clips_sql(model_run_id: int, dimension: int, filters: Filters, limit: int) -> tuple[str, list]:
-    """SQL and parameters (the query vector first) of the `limit` nearest clips: rows (clip_id, distance)."""
-    table, _ = TABLES["clip"]
+def nearest_sql(kind: str, model_run_id: int, dimension: int, filters: Filters, limit: int) -> tuple[str, list]:
+    """SQL and parameters (the query vector first) of the `limit` nearest items: rows (item_id, distance)."""
+    table, item_column = TABLES[kind]
     # Unqualified, as in the index: only the embeddings table has a column named `embedding`.
     expression = indexed_expression(dimension)
     joins, where, params = [], [f"e.model_run_id = {int(model_run_id)}"], []
-    if filters.needs_clip():
-        joins.append("JOIN echoroo_clip c ON c.id = e.clip_id")
+    if filters.needs_item():
+        joins.append(f"JOIN {ITEM_TABLES[kind]} i ON i.id = e.{item_column}")
     if filters.needs_recording():
-        joins.append("JOIN echoroo_recording r ON r.id = c.recording_id")
+        joins.append("JOIN echoroo_recording r ON r.id = i.recording_id")
     for condition, value in (
         ("r.dataset_id = %s", filters.dataset_id),
         ("r.site_id = %s", filters.site_id),
-        ("c.recording_id = %s", filters.recording_id),
+        ("i.recording_id = %s", filters.recording_id),
         ("r.recorded_at >= %s", filters.recorded_after),
         ("r.recorded_at <= %s", filters.recorded_before),
-        ("c.recording_id <> %s", filters.exclude_recording_id),
-        ("e.clip_id <> %s", filters.exclude_clip_id),
+        ("i.recording_id <> %s", filters.exclude_recording_id),
+        (f"e.{item_column} <> %s", filters.excluded(kind)),
     ):
         if value is not None:
             where.append(condition)
             params.append(value)
     sql = (
         "WITH nearest AS MATERIALIZED ("
-        f" SELECT e.clip_id, {expression} <=> %s::halfvec({int(dimension)}) AS distance"
+        f" SELECT e.{item_column}, {expression} <=> %s::halfvec({int(dimension)}) AS distance"
         f" FROM {table} e {' '.join(joins)}"
         f" WHERE {' AND '.join(where)}"
         f" ORDER BY distance LIMIT {int(limit)}"
-        ") SELECT clip_id, distance FROM nearest ORDER BY distance, clip_id"
+        f") SELECT {item_column}, distance FROM nearest ORDER BY distance, {item_column}"
     )
     return sql, [None, *params]
 
 
-def nearest_clips(
+def nearest_clips_sql(model_run_id: int, dimension: int, filters: Filters, limit: int) -> tuple[str, list]:
+    """nearest_sql of clips: rows (clip_id, distance)."""
+    return nearest_sql("clip", model_run_id, dimension, filters, limit)
+
+
+def nearest(
+    kind: str,
     model_run_id: int,
     dimension: int,
     vector: np.ndarray,
@@ -103,10 +125,10 @@ def nearest_clips(
     ef_search: int | None = None,
     iterative_scan: bool = True,
 ) -> list[tuple[int, float]]:
-    """(clip_id, cosine distance) of the `limit` nearest clips of one model run, nearest first."""
-    sql, params = nearest_clips_sql(model_run_id, dimension, filters, limit)
+    """(item_id, cosine distance) of the `limit` nearest items of a kind in one model run, nearest first."""
+    sql, params = nearest_sql(kind, model_run_id, dimension, filters, limit)
     params[0] = vector_literal(vector)
-    filtered = filters.needs_clip()
+    filtered = filters.needs_item()
     default = DEFAULT_EF_SEARCH_FILTERED if filtered else DEFAULT_EF_SEARCH
     ef_search = min(MAX_EF_SEARCH, max(MIN_EF_SEARCH, limit, ef_search or default))
     # SET LOCAL lasts to the end of the transaction: the settings never leak into another query.
@@ -121,4 +143,14 @@ def nearest_clips(
             [str(ef_search), "relaxed_order" if iterative_scan else "off", str(MAX_SCAN_TUPLES)],
         )
         cursor.execute(sql, params)
-        return [(clip_id, distance) for clip_id, distance in cursor.fetchall() if distance == distance]  # no NaN
+        return [(item_id, distance) for item_id, distance in cursor.fetchall() if distance == distance]  # no NaN
+
+
+def nearest_clips(model_run_id: int, dimension: int, vector: np.ndarray, filters: Filters, **options) -> list:
+    """(clip_id, cosine distance) of the nearest clips: `nearest` of kind "clip"."""
+    return nearest("clip", model_run_id, dimension, vector, filters, **options)
+
+
+def nearest_sound_events(model_run_id: int, dimension: int, vector: np.ndarray, filters: Filters, **options) -> list:
+    """(sound_event_id, cosine distance) of the nearest sound events: `nearest` of kind "sound_event"."""
+    return nearest("sound_event", model_run_id, dimension, vector, filters, **options)

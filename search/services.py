@@ -1,32 +1,49 @@
-"""Similarity search: the clips nearest a vector, a clip, or an uploaded snippet, in one model's embedding space.
+"""Similarity search: the clips and sound events nearest a vector, a clip, a sound event or an uploaded snippet.
 
-Errors are SearchError, naming the request's field at fault ("embedding", "clip_uuid", "model_name",
-"limit", "min_similarity", "file"), so the API turns them into 400s as they are.
+One model's embedding space at a time: clips (the model's windows) and sound events (boxes on a
+recording, embedded by the same model) share it, so either may be searched by either, or both at
+once (`target`), each through its own per-run HNSW index.
+
+Errors are SearchError, naming the request's field at fault ("embedding", "clip_uuid",
+"sound_event_uuid", "target", "model_name", "limit", "min_similarity", "file"), so the API turns
+them into 400s as they are.
 """
 
 from __future__ import annotations
 
 import math
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import numpy as np
 from django.db import connection
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, F, OuterRef, Q
 
-from echoroo.models import Clip, Dataset, ModelRun, Recording, Site
-from embeddings.models import ClipEmbedding
+from annotations.models import SoundEventAnnotationTag
+from echoroo.models import SPECIES, Clip, Dataset, ModelRun, Recording, Site, SoundEvent, SoundEventPredictionTag
+from embeddings.models import ClipEmbedding, SoundEventEmbedding
 from inference.runtimes import DEFAULT_RUNTIME, available_runtimes
 from search import uploads
 from search.errors import SearchError
-from search.queries import MAX_EF_SEARCH, Filters, nearest_clips
+from search.queries import MAX_EF_SEARCH, Filters, nearest_clips, nearest_sound_events
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 1000
 # The seed's default (seed-design.md §5.3).
 DEFAULT_MIN_SIMILARITY = 0.7
-ONE_QUERY = "give an embedding or a clip_uuid, not both and not neither"
+ONE_QUERY = "give one of embedding, clip_uuid or sound_event_uuid"
+# What a search returns: target -> the kinds of item searched.
+TARGETS = {"clips": ("clip",), "sound_events": ("sound_event",), "both": ("clip", "sound_event")}
+DEFAULT_TARGET = "clips"
+# kind -> the request field naming a query item of that kind, and the item's name in messages.
+QUERY_FIELDS = {"clip": ("clip_uuid", "clip"), "sound_event": ("sound_event_uuid", "sound event")}
+HOW_TO_EMBED = {
+    "clip": "run a job with store_embeddings on its recording, or `manage.py backfill_embeddings`",
+    "sound_event": "an annotated box is embedded when it is saved, and a job's detections when the job ran with "
+    "store_embeddings on; `manage.py backfill_embeddings` embeds those still missing",
+}
 # The largest magnitude a halfvec holds.
 HALF_MAX = 65504.0
 
@@ -38,10 +55,35 @@ class SearchResult:
     clip: Clip
     similarity: float
     model_run: ModelRun
+    target = "clip"
 
     @property
     def recording(self) -> Recording:
         return self.clip.recording
+
+
+@dataclass(frozen=True)
+class SoundEventResult:
+    """One sound event found: its box (its recording, dataset and site loaded), whose it is, how similar, in which run.
+
+    `annotation_uuid` is the annotation whose box it is (None: a job's detection); `species` the
+    labels of the annotation's species tags, or of the detection's tag, best scored first.
+    """
+
+    sound_event: SoundEvent
+    similarity: float
+    model_run: ModelRun
+    annotation_uuid: uuid.UUID | None
+    species: tuple[str, ...]
+    target = "sound_event"
+
+    @property
+    def recording(self) -> Recording:
+        return self.sound_event.recording
+
+    @property
+    def kind(self) -> str:
+        return "annotation" if self.annotation_uuid is not None else "detection"
 
 
 def search_similar(
@@ -51,6 +93,8 @@ def search_similar(
     model_version: str | None = None,
     vector: Any = None,
     clip: Clip | None = None,
+    sound_event: SoundEvent | None = None,
+    target: str = DEFAULT_TARGET,
     limit: int = DEFAULT_LIMIT,
     min_similarity: float = DEFAULT_MIN_SIMILARITY,
     dataset: Dataset | None = None,
@@ -60,18 +104,24 @@ def search_similar(
     recorded_before: datetime | None = None,
     exclude_own_recording: bool | None = None,
     ef_search: int | None = None,
-) -> list[SearchResult]:
-    """The clips nearest a vector or a clip (never the clip itself), most similar first.
+) -> list[SearchResult | SoundEventResult]:
+    """The clips, sound events or both (`target`) nearest a vector, a clip or a sound event, most similar first.
 
     The model run is given, or the latest one of `model_name` (and `model_version`, if given)
-    that has embeddings (for a clip: that has the clip's). By a clip, `model_name` may be left out
-    when the clip has embeddings of one model run only. `exclude_own_recording` (by a clip; the
-    default unless `recording` is given) leaves out the clips of the query clip's recording.
-    Similarity is 1 - cosine distance; results below `min_similarity` are left out.
+    that has embeddings of the target (for a clip or a sound event: that has its embedding). By a
+    clip or a sound event, `model_name` may be left out when it has embeddings of one model run
+    only. The query item itself is never returned; `exclude_own_recording` (by an item; the default
+    unless `recording` is given) leaves out everything of its recording. Similarity is 1 - cosine
+    distance; results below `min_similarity` are left out. With target "both", clips and sound
+    events are merged, and `limit` applies to the merged list.
     """
     errors: dict[str, str] = {}
-    if (vector is None) == (clip is None):
-        errors["embedding"] = ONE_QUERY
+    asked = {"embedding": vector, "clip_uuid": clip, "sound_event_uuid": sound_event}
+    given = [field for field, value in asked.items() if value is not None]
+    if len(given) != 1:
+        errors.update(dict.fromkeys(given or ["embedding"], ONE_QUERY))
+    if target not in TARGETS:
+        errors["target"] = f"must be one of {', '.join(TARGETS)}"
     if not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
         errors["limit"] = f"must be a whole number from 1 to {MAX_LIMIT}"
     if not _finite_number(min_similarity) or not -1 <= min_similarity <= 1:
@@ -81,79 +131,143 @@ def search_similar(
     if errors:
         raise SearchError(errors)
 
-    if clip is not None:
-        model_run, query = _clip_query(clip, model_run, model_name, model_version)
+    item = clip if clip is not None else sound_event
+    if item is not None:
+        kind = "clip" if clip is not None else "sound_event"
+        model_run, query = _item_query(kind, item, model_run, model_name, model_version)
         dimension = len(query)
     else:
         if model_run is None:
-            model_run = model_run_with_embeddings(model_name, model_version)
+            model_run = model_run_with_embeddings(model_name, model_version, target=target)
         dimension = embedding_dimension(model_run)
         query = _checked_vector(vector, dimension)
 
     if exclude_own_recording is None:
         exclude_own_recording = recording is None
-    own_recording = clip is not None and exclude_own_recording
     filters = Filters(
         dataset_id=dataset.pk if dataset else None,
         site_id=site.pk if site else None,
         recording_id=recording.pk if recording else None,
         recorded_after=recorded_after,
         recorded_before=recorded_before,
-        exclude_recording_id=clip.recording_id if own_recording else None,
+        exclude_recording_id=item.recording_id if item is not None and exclude_own_recording else None,
         exclude_clip_id=clip.pk if clip is not None else None,
+        exclude_sound_event_id=sound_event.pk if sound_event is not None else None,
     )
-    nearest = nearest_clips(model_run.pk, dimension, query, filters, limit=limit, ef_search=ef_search)
     max_distance = 1.0 - min_similarity
-    nearest = [(clip_id, distance) for clip_id, distance in nearest if distance <= max_distance]
-    clips = Clip.objects.select_related("recording__dataset", "recording__site").in_bulk(
-        [clip_id for clip_id, _ in nearest]
+    found: list[tuple[float, str, int]] = []
+    for kind in TARGETS[target]:
+        nearest = nearest_clips if kind == "clip" else nearest_sound_events
+        rows = nearest(model_run.pk, dimension, query, filters, limit=limit, ef_search=ef_search)
+        found += [(distance, kind, item_id) for item_id, distance in rows if distance <= max_distance]
+    # Most similar first across both kinds; ties in a fixed order (clips first, then by id).
+    found = sorted(found)[:limit]
+    clips = _clips([item_id for _, kind, item_id in found if kind == "clip"])
+    events = sound_event_details([item_id for _, kind, item_id in found if kind == "sound_event"])
+    results: list[SearchResult | SoundEventResult] = []
+    for distance, kind, item_id in found:
+        if kind == "clip" and item_id in clips:  # (not a clip deleted since the search)
+            results.append(SearchResult(clip=clips[item_id], similarity=1.0 - distance, model_run=model_run))
+        elif kind == "sound_event" and item_id in events:
+            event, annotation_uuid, species = events[item_id]
+            results.append(
+                SoundEventResult(
+                    sound_event=event,
+                    similarity=1.0 - distance,
+                    model_run=model_run,
+                    annotation_uuid=annotation_uuid,
+                    species=species,
+                )
+            )
+    return results
+
+
+def _clips(clip_ids: list[int]) -> dict[int, Clip]:
+    if not clip_ids:
+        return {}
+    return Clip.objects.select_related("recording__dataset", "recording__site").in_bulk(clip_ids)
+
+
+def sound_event_details(sound_event_ids: list[int]) -> dict[int, tuple[SoundEvent, uuid.UUID | None, tuple[str, ...]]]:
+    """Each sound event (recording, dataset and site loaded) with its annotation's uuid and its species (3 queries)."""
+    if not sound_event_ids:
+        return {}
+    events = (
+        SoundEvent.objects.select_related("recording__dataset", "recording__site")
+        .annotate(annotation_uuid=F("annotation__uuid"))
+        .in_bulk(sound_event_ids)
     )
-    return [
-        SearchResult(clip=clips[clip_id], similarity=1.0 - distance, model_run=model_run)
-        for clip_id, distance in nearest
-        if clip_id in clips  # a clip deleted since the search
-    ]
+    species: dict[int, list[str]] = {}
+    annotated = [pk for pk, event in events.items() if event.annotation_uuid is not None]
+    detected = [pk for pk, event in events.items() if event.annotation_uuid is None]
+    annotation_tags = (
+        SoundEventAnnotationTag.objects.filter(annotation__sound_event_id__in=annotated, tag__key=SPECIES)
+        .order_by("annotation__sound_event_id", "id")
+        .values_list("annotation__sound_event_id", "tag__value")
+    )
+    # A detection's event carries one prediction of its job, with one tag; best first should there be more.
+    detection_tags = (
+        SoundEventPredictionTag.objects.filter(sound_event_prediction__sound_event_id__in=detected, tag__key=SPECIES)
+        .order_by("sound_event_prediction__sound_event_id", "-score", "tag__value")
+        .values_list("sound_event_prediction__sound_event_id", "tag__value")
+    )
+    for rows in (annotation_tags if annotated else [], detection_tags if detected else []):
+        for sound_event_id, label in rows:
+            labels = species.setdefault(sound_event_id, [])
+            if label not in labels:
+                labels.append(label)
+    return {pk: (event, event.annotation_uuid, tuple(species.get(pk, ()))) for pk, event in events.items()}
 
 
-def search_by_audio(upload, *, model_name: str, model_version: str | None = None, **options: Any) -> list[SearchResult]:
-    """The clips nearest an uploaded snippet, embedded here with the model (see search.uploads)."""
+def search_by_audio(
+    upload, *, model_name: str, model_version: str | None = None, **options: Any
+) -> list[SearchResult | SoundEventResult]:
+    """The clips or sound events nearest an uploaded snippet, embedded here with the model (see search.uploads)."""
     uploads.check_size(upload)
-    model_run = model_run_with_embeddings(*uploads.installed_model(model_name, model_version))
+    target = options.get("target", DEFAULT_TARGET)
+    model_run = model_run_with_embeddings(*uploads.installed_model(model_name, model_version), target=target)
     vector = uploads.embed_upload(upload, uploads.load_model(model_run.name))
     return search_similar(model_run=model_run, vector=vector, **options)
 
 
-def model_run_with_embeddings(model_name: str | None, model_version: str | None = None) -> ModelRun:
-    """The latest ModelRun of a model (and version) that has clip embeddings, or a SearchError saying why not."""
+def model_run_with_embeddings(
+    model_name: str | None, model_version: str | None = None, *, target: str = DEFAULT_TARGET
+) -> ModelRun:
+    """The latest ModelRun of a model (and version) with embeddings of the target, or a SearchError saying why not."""
     if not model_name:
         raise SearchError({"model_name": f"name the model whose embeddings to search (e.g. {DEFAULT_RUNTIME})"})
     runs = ModelRun.objects.filter(name=model_name)
     if _pinned(model_version):
         runs = runs.filter(version=model_version)
-    model_run = runs.filter(_has_embeddings()).order_by("-created_at", "-pk").first()
+    model_run = runs.filter(_has_embeddings(TARGETS.get(target, ("clip",)))).order_by("-created_at", "-pk").first()
     if model_run is not None:
         return model_run
     if runs.exists() or model_name in available_runtimes():
         version = f" {model_version}" if _pinned(model_version) else ""
+        what = {"clips": "", "sound_events": " of sound events", "both": ""}.get(target, "")
         raise SearchError(
             {
-                "model_name": f"{model_name}{version} has no embeddings yet: run a job with store_embeddings on, "
-                f"or `manage.py backfill_embeddings --model {model_name}`"
+                "model_name": f"{model_name}{version} has no embeddings{what} yet: run a job with store_embeddings "
+                f"on, or `manage.py backfill_embeddings --model {model_name}`"
             }
         )
     raise SearchError({"model_name": f"no model run is named {model_name!r}{_version_text(model_version)}; {_known()}"})
 
 
 def embedding_dimension(model_run: ModelRun) -> int:
-    """The run's dimension: as recorded on the run, else as stored."""
+    """The run's dimension: as recorded on the run, else as stored (of a clip or a sound event)."""
     if model_run.embedding_dimension:
         return model_run.embedding_dimension
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT vector_dims(embedding) FROM embeddings_clipembedding WHERE model_run_id = %s LIMIT 1",
-            [model_run.pk],
+            "SELECT coalesce("
+            " (SELECT vector_dims(embedding) FROM embeddings_clipembedding WHERE model_run_id = %s LIMIT 1),"
+            " (SELECT vector_dims(embedding) FROM embeddings_soundeventembedding WHERE model_run_id = %s LIMIT 1))",
+            [model_run.pk, model_run.pk],
         )
         row = cursor.fetchone()
+    if row is not None and row[0] is None:
+        row = None
     if row is None:
         raise SearchError({"model_name": f"{model_run} has no embeddings yet"})
     return row[0]
@@ -161,16 +275,23 @@ def embedding_dimension(model_run: ModelRun) -> int:
 
 def clip_embeddings(clip: Clip) -> list[ClipEmbedding]:
     """A clip's embeddings, one per model run, newest run first."""
+    return item_embeddings("clip", clip)
+
+
+def item_embeddings(kind: str, item: Clip | SoundEvent) -> list[ClipEmbedding | SoundEventEmbedding]:
+    """A clip's or a sound event's embeddings, one per model run, newest run first."""
+    model, field = (ClipEmbedding, "clip") if kind == "clip" else (SoundEventEmbedding, "sound_event")
     return list(
-        ClipEmbedding.objects.filter(clip=clip).select_related("model_run").order_by("-model_run__created_at", "-pk")
+        model.objects.filter(**{field: item}).select_related("model_run").order_by("-model_run__created_at", "-pk")
     )
 
 
-def _clip_query(
-    clip: Clip, model_run: ModelRun | None, model_name: str | None, model_version: str | None
+def _item_query(
+    kind: str, item: Clip | SoundEvent, model_run: ModelRun | None, model_name: str | None, model_version: str | None
 ) -> tuple[ModelRun, np.ndarray]:
-    """The model run to search by a clip, and the clip's vector in it."""
-    embeddings = clip_embeddings(clip)
+    """The model run to search by a clip or a sound event, and the item's vector in it."""
+    field, noun = QUERY_FIELDS[kind]
+    embeddings = item_embeddings(kind, item)
     if model_run is not None:
         embeddings = [e for e in embeddings if e.model_run_id == model_run.pk]
     elif model_name:
@@ -178,18 +299,13 @@ def _clip_query(
         if _pinned(model_version):
             embeddings = [e for e in embeddings if e.model_run.version == model_version]
         if not embeddings:
-            model_run_with_embeddings(model_name, model_version)  # an unknown model is named as such
+            model_run_with_embeddings(model_name, model_version, target="both")  # an unknown model is named as such
     elif len(embeddings) > 1:
         runs = ", ".join(str(e.model_run) for e in embeddings)
-        raise SearchError({"model_name": f"the clip has embeddings of several model runs ({runs}): name the model"})
+        raise SearchError({"model_name": f"the {noun} has embeddings of several model runs ({runs}): name the model"})
     if not embeddings:
         which = str(model_run) if model_run else (model_name or "any model") + _version_text(model_version)
-        raise SearchError(
-            {
-                "clip_uuid": f"clip {clip.uuid} has no embedding of {which}: run a job with store_embeddings "
-                "on its recording, or `manage.py backfill_embeddings`"
-            }
-        )
+        raise SearchError({field: f"{noun} {item.uuid} has no embedding of {which}: {HOW_TO_EMBED[kind]}"})
     return embeddings[0].model_run, np.asarray(embeddings[0].embedding, dtype=np.float32)
 
 
@@ -227,10 +343,15 @@ def _version_text(model_version: str | None) -> str:
 
 
 def _known() -> str:
-    runs = ModelRun.objects.filter(_has_embeddings())
+    runs = ModelRun.objects.filter(_has_embeddings(("clip", "sound_event")))
     names = sorted({f"{run.name} {run.version}" for run in runs})
     return f"model runs with embeddings: {', '.join(names)}" if names else "no model run has embeddings yet"
 
 
-def _has_embeddings() -> Exists:
-    return Exists(ClipEmbedding.objects.filter(model_run=OuterRef("pk")))
+def _has_embeddings(kinds: tuple[str, ...]) -> Q:
+    """Model runs with embeddings of any of these kinds ("clip", "sound_event")."""
+    models = {"clip": ClipEmbedding, "sound_event": SoundEventEmbedding}
+    condition = Q()
+    for kind in kinds:
+        condition |= Exists(models[kind].objects.filter(model_run=OuterRef("pk")))
+    return condition

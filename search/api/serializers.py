@@ -1,4 +1,5 @@
-"""What the search API reads and writes (seed-design.md §5.3): search requests, results, a clip's embeddings."""
+"""What the search API reads and writes (seed-design.md §5.3): search requests, results (clips and sound events),
+a clip's embeddings."""
 
 from __future__ import annotations
 
@@ -12,7 +13,16 @@ from echoroo.models import Dataset, Recording, Site
 from embeddings.models import ClipEmbedding
 from inference.runtimes import DEFAULT_RUNTIME, available_runtimes
 from search.queries import MAX_EF_SEARCH
-from search.services import DEFAULT_LIMIT, DEFAULT_MIN_SIMILARITY, MAX_LIMIT, ONE_QUERY, SearchResult
+from search.services import (
+    DEFAULT_LIMIT,
+    DEFAULT_MIN_SIMILARITY,
+    DEFAULT_TARGET,
+    MAX_LIMIT,
+    ONE_QUERY,
+    TARGETS,
+    SearchResult,
+    SoundEventResult,
+)
 from search.uploads import MAX_DURATION_S, MAX_UPLOAD_BYTES, MIB
 
 # The largest dimension pgvector stores; a longer list is refused before it is read into numbers.
@@ -25,7 +35,7 @@ def _related(queryset, what: str) -> serializers.SlugRelatedField:
         required=False,
         allow_null=True,
         default=None,
-        help_text=f"Only clips of this {what} (its uuid).",
+        help_text=f"Only clips and sound events of this {what} (its uuid).",
         error_messages={"does_not_exist": f"no {what} has the uuid {{value}}"},
         # A text box in the browsable API: a <select> of every recording would be useless.
         style={"base_template": "input.html"},
@@ -33,7 +43,7 @@ def _related(queryset, what: str) -> serializers.SlugRelatedField:
 
 
 class SearchFiltersSerializer(serializers.Serializer):
-    """How many results, how similar, and which clips may be returned: every filter given must hold."""
+    """How many results, how similar, and which clips or sound events may be returned: every filter given must hold."""
 
     limit = serializers.IntegerField(
         default=DEFAULT_LIMIT, min_value=1, max_value=MAX_LIMIT, help_text="The most results to return."
@@ -48,10 +58,10 @@ class SearchFiltersSerializer(serializers.Serializer):
     site = _related(Site.objects.all(), "site")
     recording = _related(Recording.objects.all(), "recording")
     recorded_after = serializers.DateTimeField(
-        required=False, allow_null=True, default=None, help_text="Only clips recorded at or after (ISO 8601)."
+        required=False, allow_null=True, default=None, help_text="Only what was recorded at or after (ISO 8601)."
     )
     recorded_before = serializers.DateTimeField(
-        required=False, allow_null=True, default=None, help_text="Only clips recorded at or before (ISO 8601)."
+        required=False, allow_null=True, default=None, help_text="Only what was recorded at or before (ISO 8601)."
     )
     ef_search = serializers.IntegerField(
         required=False,
@@ -73,7 +83,8 @@ class SearchFiltersSerializer(serializers.Serializer):
     def search_options(self) -> dict[str, Any]:
         """The validated request as search_similar's keyword arguments."""
         data = self.validated_data
-        return {name: data[name] for name in (*self.FILTERS, "ef_search", "exclude_own_recording") if name in data}
+        names = (*self.FILTERS, "ef_search", "exclude_own_recording", "target")
+        return {name: data[name] for name in names if name in data}
 
 
 def _exclude_own_recording() -> serializers.BooleanField:
@@ -81,8 +92,8 @@ def _exclude_own_recording() -> serializers.BooleanField:
         required=False,
         allow_null=True,
         default=None,
-        help_text="By a clip: leave out the clips of its recording (the default, unless `recording` is given). "
-        "The query clip itself is never returned.",
+        help_text="By a clip or a sound event: leave out everything of its recording (the default, unless "
+        "`recording` is given). The query clip or sound event itself is never returned.",
     )
 
 
@@ -91,8 +102,17 @@ class ModelNameField(serializers.CharField):
     """A model's name, checked by the service (whose message lists the models with embeddings)."""
 
 
+def _target() -> serializers.ChoiceField:
+    return serializers.ChoiceField(
+        choices=list(TARGETS),
+        default=DEFAULT_TARGET,
+        help_text="What to find: clips (the model's windows), sound_events (annotated boxes and detections), or "
+        "both (merged, most similar first; `limit` applies to the merged list).",
+    )
+
+
 class EmbeddingSearchSerializer(SearchFiltersSerializer):
-    """Search by a vector or by a clip's own embedding, in one model's embedding space."""
+    """Search by a vector, or by a clip's or a sound event's own embedding, in one model's embedding space."""
 
     embedding = serializers.ListField(
         child=serializers.FloatField(),
@@ -106,8 +126,19 @@ class EmbeddingSearchSerializer(SearchFiltersSerializer):
     clip_uuid = serializers.UUIDField(
         required=False, allow_null=True, default=None, help_text="Search by this clip's embedding instead."
     )
+    sound_event_uuid = serializers.UUIDField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Search by this sound event's embedding instead (an annotated box or a detection).",
+    )
+    target = _target()
     model_name = ModelNameField(
-        max_length=100, help_text=f"The model whose embeddings to search, e.g. {DEFAULT_RUNTIME}."
+        max_length=100,
+        required=False,
+        default=None,
+        help_text=f"The model whose embeddings to search, e.g. {DEFAULT_RUNTIME}; by a clip or a sound event it "
+        "may be left out when the item has embeddings of one model run only.",
     )
     model_version = serializers.CharField(
         max_length=100,
@@ -117,10 +148,13 @@ class EmbeddingSearchSerializer(SearchFiltersSerializer):
     )
     exclude_own_recording = _exclude_own_recording()
 
+    QUERIES = ("embedding", "clip_uuid", "sound_event_uuid")
+
     def validate(self, attrs: dict) -> dict:
         attrs = super().validate(attrs)
-        if (attrs.get("embedding") is None) == (attrs.get("clip_uuid") is None):
-            raise serializers.ValidationError({"embedding": ONE_QUERY})
+        given = [field for field in self.QUERIES if attrs.get(field) is not None]
+        if len(given) != 1:
+            raise serializers.ValidationError(dict.fromkeys(given or ["embedding"], ONE_QUERY))
         return attrs
 
 
@@ -152,6 +186,7 @@ class AudioSearchSerializer(SearchFiltersSerializer):
     model_version = serializers.CharField(
         max_length=100, required=False, default="latest", help_text="Must be the installed version (or latest)."
     )
+    target = _target()
 
 
 class ResultRecordingSerializer(serializers.ModelSerializer):
@@ -164,32 +199,68 @@ class ResultRecordingSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class SearchResultSerializer(serializers.Serializer):
-    """One clip found (seed-design.md §5.3's EmbeddingSearchResult), with its recording.
+class ResultSoundEventSerializer(serializers.Serializer):
+    """A sound event found: its box, whose it is, and its species."""
 
-    The fields document the shape (the API schema); to_representation writes it directly, as
-    DRF's nested serializers spent more CPU on 20 results than the search itself.
+    uuid = serializers.UUIDField(read_only=True)
+    start_time = serializers.FloatField(read_only=True, help_text="Seconds from the start of the recording.")
+    end_time = serializers.FloatField(read_only=True, help_text="Seconds from the start of the recording.")
+    low_freq = serializers.FloatField(read_only=True, allow_null=True, help_text="Hz; null: the whole band.")
+    high_freq = serializers.FloatField(read_only=True, allow_null=True, help_text="Hz; null: the whole band.")
+    annotation = serializers.UUIDField(
+        read_only=True, allow_null=True, help_text="The annotation whose box this is; null for a job's detection."
+    )
+    species = serializers.ListField(
+        child=serializers.CharField(),
+        read_only=True,
+        help_text="The labels of the annotation's species tags, or of the detection's species.",
+    )
+    kind = serializers.ChoiceField(choices=["annotation", "detection"], read_only=True)
+
+
+class SearchResultSerializer(serializers.Serializer):
+    """One clip or sound event found (seed-design.md §5.3's EmbeddingSearchResult), with its recording.
+
+    `target` says which: a clip result has `clip` (as it always had), a sound event result
+    `sound_event`. The fields document the shape (the API schema); to_representation writes it
+    directly, as DRF's nested serializers spent more CPU on 20 results than the search itself.
     """
 
-    clip = PredictionClipSerializer(read_only=True)
+    target = serializers.ChoiceField(choices=["clip", "sound_event"], read_only=True, help_text="What was found.")
+    clip = PredictionClipSerializer(read_only=True, required=False, help_text="Clip results only.")
+    sound_event = ResultSoundEventSerializer(read_only=True, required=False, help_text="Sound event results only.")
     recording = ResultRecordingSerializer(read_only=True)
     similarity = serializers.FloatField(read_only=True, help_text="1 - cosine distance.")
     model_run = PredictionModelRunSerializer(read_only=True)
 
-    def to_representation(self, result: SearchResult) -> dict:
-        clip, recording, model_run = result.clip, result.clip.recording, result.model_run
-        return {
-            "clip": {"uuid": str(clip.uuid), "start_time": clip.start_time, "end_time": clip.end_time},
-            "recording": {
-                "uuid": str(recording.uuid),
-                "path": recording.path,
-                "dataset": str(recording.dataset.uuid),
-                "site": str(recording.site.uuid) if recording.site_id is not None else None,
-                "recorded_at": datetime_text(recording.recorded_at),
-            },
-            "similarity": float(result.similarity),
-            "model_run": {"uuid": str(model_run.uuid), "name": model_run.name, "version": model_run.version},
+    def to_representation(self, result: SearchResult | SoundEventResult) -> dict:
+        recording, model_run = result.recording, result.model_run
+        body: dict[str, Any] = {"target": result.target}
+        if isinstance(result, SoundEventResult):
+            event = result.sound_event
+            body["sound_event"] = {
+                "uuid": str(event.uuid),
+                "start_time": event.start_time,
+                "end_time": event.end_time,
+                "low_freq": event.low_freq,
+                "high_freq": event.high_freq,
+                "annotation": str(result.annotation_uuid) if result.annotation_uuid is not None else None,
+                "species": list(result.species),
+                "kind": result.kind,
+            }
+        else:
+            clip = result.clip
+            body["clip"] = {"uuid": str(clip.uuid), "start_time": clip.start_time, "end_time": clip.end_time}
+        body["recording"] = {
+            "uuid": str(recording.uuid),
+            "path": recording.path,
+            "dataset": str(recording.dataset.uuid),
+            "site": str(recording.site.uuid) if recording.site_id is not None else None,
+            "recorded_at": datetime_text(recording.recorded_at),
         }
+        body["similarity"] = float(result.similarity)
+        body["model_run"] = {"uuid": str(model_run.uuid), "name": model_run.name, "version": model_run.version}
+        return body
 
 
 class SearchResultsSerializer(serializers.Serializer):

@@ -1,4 +1,5 @@
-"""The search endpoints (seed-design.md §5.2): by vector or clip, a clip's embeddings, similar clips, query by audio.
+"""The search endpoints (seed-design.md §5.2): by vector, clip or sound event, a clip's embeddings, similar clips,
+query by audio.
 
 Every endpoint needs a logged-in user. A search that cannot run as asked is a 400 naming the
 field at fault ({field: [message]}); a clip in the URL that does not exist is a 404.
@@ -14,7 +15,7 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
-from echoroo.models import Clip
+from echoroo.models import Clip, SoundEvent
 from search import services
 from search.api import serializers
 from search.errors import SearchError
@@ -26,7 +27,9 @@ BAD_SEARCH = OpenApiResponse(
 )
 NO_CLIP = OpenApiResponse(description="No clip has this uuid.")
 NO_EMBEDDING = OpenApiResponse(description="No clip has this uuid, or it has no embedding of the model asked for.")
-RESULTS = OpenApiResponse(serializers.SearchResultsSerializer, description="The clips found, most similar first.")
+RESULTS = OpenApiResponse(
+    serializers.SearchResultsSerializer, description="The clips or sound events found, most similar first."
+)
 # Room for the form's other fields beside the file, when refusing a body by its length alone.
 FORM_FIELDS_BYTES = 64 * 1024
 
@@ -58,27 +61,33 @@ class EmbeddingSearchView(SearchAPIView):
     serializer_class = serializers.EmbeddingSearchSerializer
 
     @extend_schema(
-        summary="Find the clips most similar to a vector or to a clip",
+        summary="Find the clips or sound events most similar to a vector, a clip or a sound event",
         description="Searches one model run's embeddings (the newest of `model_name` that has any) through its "
-        "HNSW index. Filters are applied during the index scan, so a filtered search still returns `limit` "
-        "results when that many clips pass.",
+        "HNSW indexes: of clips, of sound events, or of both (`target`). Filters are applied during the index "
+        "scan, so a filtered search still returns `limit` results when that many pass. Each result's `target` "
+        "says whether it is a clip or a sound event (whose box, annotation and species it shows).",
         responses={200: RESULTS, 400: BAD_SEARCH},
     )
     def post(self, request):
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        clip = None
+        clip = sound_event = None
         if data["clip_uuid"] is not None:
             clip = Clip.objects.filter(uuid=data["clip_uuid"]).first()
             if clip is None:
                 raise ValidationError({"clip_uuid": [f"no clip has the uuid {data['clip_uuid']}"]})
+        if data["sound_event_uuid"] is not None:
+            sound_event = SoundEvent.objects.filter(uuid=data["sound_event_uuid"]).first()
+            if sound_event is None:
+                raise ValidationError({"sound_event_uuid": [f"no sound event has the uuid {data['sound_event_uuid']}"]})
         return searched(
             services.search_similar,
             model_name=data["model_name"],
             model_version=data["model_version"],
             vector=data["embedding"],
             clip=clip,
+            sound_event=sound_event,
             **serializer.search_options(),
         )
 
