@@ -18,7 +18,7 @@ from django.db.models import Prefetch
 from annotations.errors import AnnotationError
 from annotations.models import AnnotationChange, SoundEventAnnotation, SoundEventAnnotationTag
 from annotations.species import SpeciesNames
-from echoroo.models import SPECIES, Recording, SoundEvent, SoundEventPrediction, Tag
+from echoroo.models import SPECIES, ClipPrediction, Recording, SoundEvent, SoundEventPrediction, Tag
 from embeddings.models import SoundEventEmbedding
 
 # Times a box may pass the recording's end by (float seconds written by other tools).
@@ -286,6 +286,42 @@ def confirm_detection(prediction: SoundEventPrediction, *, by, species: str | No
         species=[label],
         source=SoundEventAnnotation.Source.DETECTION,
         detection=prediction,
+        import_key=key,
+    )
+
+
+def confirm_window(clip_prediction: ClipPrediction, species: str, *, by) -> SoundEventAnnotation:
+    """A window detection confirmed: the job's merged detection of that species holding the window, else the window."""
+    label = SpeciesNames().label(species)
+    if label is None:
+        raise AnnotationError({"species": f"unknown species: {species}"})
+    clip = clip_prediction.clip
+    if clip_prediction.job_id is not None:
+        merged = (
+            SoundEventPrediction.objects.filter(
+                job_id=clip_prediction.job_id,
+                sound_event__recording_id=clip.recording_id,
+                sound_event__start_time__lte=clip.start_time,
+                sound_event__end_time__gte=clip.end_time,
+                tags__tag__key=SPECIES,
+                tags__tag__value=label,
+            )
+            .order_by("sound_event__start_time")
+            .first()
+        )
+        if merged is not None:
+            return confirm_detection(merged, by=by, species=label)
+    key = f"window:{clip_prediction.uuid}:{label}"
+    existing = SoundEventAnnotation.objects.filter(recording_id=clip.recording_id, import_key=key).first()
+    if existing is not None:
+        return existing
+    return create_annotation(
+        clip.recording,
+        by=by,
+        start_time=clip.start_time,
+        end_time=clip.end_time,
+        species=[label],
+        source=SoundEventAnnotation.Source.DETECTION,
         import_key=key,
     )
 

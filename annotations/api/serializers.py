@@ -89,10 +89,29 @@ class SoundEventAnnotationSerializer(serializers.Serializer):
 
 
 class ConfirmDetectionSerializer(serializers.Serializer):
-    detection = serializers.UUIDField(help_text="The merged detection (sound event prediction) to confirm.")
-    species = serializers.CharField(
-        required=False, allow_null=True, default=None, help_text="The species it is (default: its best-scored one)."
+    detection = serializers.UUIDField(
+        required=False, allow_null=True, default=None, help_text="A merged detection (sound event prediction)."
     )
+    clip_prediction = serializers.UUIDField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Or a window detection (clip prediction), with `species`: the job's merged detection of that "
+        "species holding the window is confirmed (the window itself where there is none).",
+    )
+    species = serializers.CharField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="The species it is (default for a merged detection: its best-scored one).",
+    )
+
+    def validate(self, attrs: dict) -> dict:
+        if (attrs["detection"] is None) == (attrs["clip_prediction"] is None):
+            raise serializers.ValidationError({"detection": "give a detection or a clip_prediction, not both"})
+        if attrs["clip_prediction"] is not None and not attrs["species"]:
+            raise serializers.ValidationError({"species": "name the species of the window detection to confirm"})
+        return attrs
 
 
 class AnnotationChangeSerializer(serializers.ModelSerializer):

@@ -20,7 +20,7 @@ from annotations.api.filters import SoundEventAnnotationFilter
 from annotations.errors import AnnotationError
 from annotations.models import AnnotationChange
 from echoroo.api.pagination import NewestFirstCursorPagination
-from echoroo.models import SoundEventPrediction
+from echoroo.models import ClipPrediction, SoundEventPrediction
 from inference.birdnet_formats import split_label
 
 
@@ -76,12 +76,17 @@ class SoundEventAnnotationViewSet(
     def confirm(self, request):
         body = serializers.ConfirmDetectionSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        prediction = SoundEventPrediction.objects.filter(uuid=body.validated_data["detection"]).first()
-        if prediction is None:
-            raise ValidationError({"detection": [f"no detection has the uuid {body.validated_data['detection']}"]})
-        annotation = _service(
-            services.confirm_detection, prediction, by=request.user, species=body.validated_data["species"]
-        )
+        wanted = body.validated_data
+        if wanted["detection"] is not None:
+            prediction = SoundEventPrediction.objects.filter(uuid=wanted["detection"]).first()
+            if prediction is None:
+                raise ValidationError({"detection": [f"no detection has the uuid {wanted['detection']}"]})
+            annotation = _service(services.confirm_detection, prediction, by=request.user, species=wanted["species"])
+        else:
+            window = ClipPrediction.objects.select_related("clip__recording").filter(uuid=wanted["clip_prediction"])
+            if not window.exists():
+                raise ValidationError({"clip_prediction": [f"no detection has the uuid {wanted['clip_prediction']}"]})
+            annotation = _service(services.confirm_window, window.get(), wanted["species"], by=request.user)
         annotation = services.with_tags().get(pk=annotation.pk)
         return Response(serializers.SoundEventAnnotationSerializer(annotation).data, status=status.HTTP_201_CREATED)
 

@@ -122,3 +122,27 @@ def test_a_detection_is_confirmed_as_an_annotation_once(api_client, field_record
 def test_species_type_ahead(api_client):
     rows = api_client.get("/api/v1/species-names/", {"q": "ruffed g"}).json()
     assert rows[0] == {"label": GROUSE, "scientific_name": "Bonasa umbellus", "common_name": "Ruffed Grouse"}
+
+
+def test_a_window_detection_is_confirmed_as_the_merged_detection_holding_it(api_client, field_recording):
+    from echoroo.models import Clip, ClipPrediction
+    from inference.models import InferenceJob
+
+    run = ModelRun.objects.create(name="birdnet", version="test")
+    job = InferenceJob.objects.create(model_run=run, recording=field_recording)
+    grouse = Tag.objects.create(key="species", value=GROUSE)
+    event = SoundEvent.objects.create(recording=field_recording, start_time=3.0, end_time=9.0)
+    merged = SoundEventPrediction.objects.create(sound_event=event, model_run=run, job=job)
+    SoundEventPredictionTag.objects.create(sound_event_prediction=merged, tag=grouse, score=0.8)
+    inside = Clip.objects.create(recording=field_recording, start_time=6.0, end_time=9.0)
+    alone = Clip.objects.create(recording=field_recording, start_time=30.0, end_time=33.0)
+    window = ClipPrediction.objects.create(clip=inside, model_run=run, job=job)
+    lonely = ClipPrediction.objects.create(clip=alone, model_run=run, job=job)
+
+    held = api_client.post(
+        f"{URL}confirm/", {"clip_prediction": str(window.uuid), "species": GROUSE}, format="json"
+    ).json()
+    assert (held["start_time"], held["end_time"], held["detection"]) == (3.0, 9.0, str(merged.uuid))
+    own = api_client.post(f"{URL}confirm/", {"clip_prediction": str(lonely.uuid), "species": "rufgro"}, format="json")
+    assert (own.json()["start_time"], own.json()["end_time"], own.json()["species"]) == (30.0, 33.0, [GROUSE])
+    assert api_client.post(f"{URL}confirm/", {"clip_prediction": str(lonely.uuid)}, format="json").status_code == 400
