@@ -44,6 +44,7 @@ def _running_classifiers(q: Q):
 
 def what_goes_with(model: type[Model], pks: list[int]) -> dict[str, int]:
     """How many rows of each kind a deletion takes with it (kinds with none left out)."""
+    from annotations.models import SoundEventAnnotation
     from inference.models import InferenceJob
 
     if model is Dataset:
@@ -79,6 +80,7 @@ def what_goes_with(model: type[Model], pks: list[int]) -> dict[str, int]:
         "clip embeddings": ClipEmbedding.objects.filter(**clips),
         "clip annotations": ClipAnnotation.objects.filter(**clips),
         "sound events": SoundEvent.objects.filter(**through),
+        "sound event annotations": SoundEventAnnotation.objects.filter(**through),
     }
     return {label: n for label, queryset in counts.items() if (n := queryset.count())}
 

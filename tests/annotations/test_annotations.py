@@ -138,3 +138,15 @@ def test_an_import_adds_every_row_or_none_and_never_twice(field_recording, user)
         services.add_imported(bad, by=user, source="raven")
     assert "row 3" in refused.value.errors
     assert SoundEventAnnotation.objects.count() == 2
+
+
+def test_deleting_the_dataset_takes_its_annotations_tags_and_history(field_dataset, field_recording, user):
+    from annotations.models import SoundEventAnnotationTag
+    from echoroo import deletion
+    from echoroo.models import Dataset
+
+    draw(field_recording, user, tags=[("call_type", "drum")])
+    assert deletion.what_goes_with(Dataset, [field_dataset.pk])["sound event annotations"] == 1
+    deletion.delete(Dataset, [field_dataset.pk])
+    assert not SoundEventAnnotation.objects.exists()
+    assert not SoundEventAnnotationTag.objects.exists() and not AnnotationChange.objects.exists()
