@@ -16,6 +16,7 @@ urlpatterns = [
     path("validation/", include("validation.urls")),
     path("api/v1/", include("search.api.urls")),
     path("api/v1/", include("reports.api.urls")),
+    path("api/v1/", include("annotations.api.transfer_urls")),
     path("api/v1/", include("annotations.api.urls")),
     path("api/v1/", include("echoroo.api.urls")),
     path("api/v1/auth/", include("rest_framework.urls")),
