@@ -21,6 +21,7 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from annotations.job_page import against_annotations
 from echoroo.media import login_required_401
 from echoroo.models import Dataset, Recording
 from echoroo.pages import (
@@ -160,6 +161,10 @@ def job_page(request: HttpRequest, job_uuid) -> HttpResponse:
         "species": within_time_limit(found, SPECIES_TIME_LIMIT_MS),
         "species_limit": TOP_SPECIES,
         "evaluation": within_time_limit(lambda: evaluation_table(job, threshold_set), SPECIES_TIME_LIMIT_MS),
+        # Its detections against the annotations of its recordings (annotations.evaluation), at a picked threshold.
+        "against_annotations": within_time_limit(
+            lambda: against_annotations(job, request.GET.get("against")), SPECIES_TIME_LIMIT_MS
+        ),
         "config": sorted(job.config.items()),
         "can_change": job.can_be_changed_by(request.user),
         "can_retry": job.is_finished and any(state["status"] in ("failed", "cancelled") for state in states),

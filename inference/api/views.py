@@ -13,6 +13,7 @@ from rest_framework.generics import get_object_or_404
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
+from annotations.api.job_evaluation import JobAnnotationEvaluationActions
 from echoroo.api.filters import WindowDetectionFilter, chosen_threshold_set
 from echoroo.api.pagination import OldestFirstCursorPagination
 from echoroo.api.serializers import PREDICTION_ROW, ClipPredictionSerializer
@@ -52,6 +53,8 @@ JOB_ACCEPTED = OpenApiResponse(InferenceJobDetailSerializer, description="Accept
 class InferenceJobViewSet(
     # review-sample/, similar/ and evaluation/: a job's detections as the validation loop reads them.
     JobValidationActions,
+    # evaluation/annotations/: its detections against the sound event annotations of its recordings.
+    JobAnnotationEvaluationActions,
     mixins.CreateModelMixin,
     mixins.RetrieveModelMixin,
     mixins.ListModelMixin,
