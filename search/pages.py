@@ -1,4 +1,5 @@
-"""The search page: clips similar to a clip ("find similar") or to an uploaded snippet, as cards to look at and hear."""
+"""The search page: clips and sound events similar to a clip, a sound event (a box: "find similar") or an uploaded
+snippet, as cards to look at and hear; sound events show their box on a spectrogram of their surroundings."""
 
 from __future__ import annotations
 
@@ -12,29 +13,47 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
-from echoroo.models import SPECIES, Clip, ClipPredictionTag, Dataset, ModelRun, Site
+from echoroo.media import MAX_SPECTROGRAM_S
+from echoroo.models import SPECIES, Clip, ClipPredictionTag, Dataset, ModelRun, Recording, Site, SoundEvent
 from echoroo.pages import clock, page_login_required, recording_url, species_names
-from embeddings.models import ClipEmbedding
+from echoroo.spectrogram import SpectrogramParams
+from embeddings.models import ClipEmbedding, SoundEventEmbedding
 from search import services
 from search.errors import SearchError
 
 # Where each of the service's error fields shows on the form.
-ERROR_FIELDS = {"model_name": "model", "model_version": "model", "file": "file"}
+ERROR_FIELDS = {"model_name": "model", "model_version": "model", "file": "file", "target": "target"}
 MAX_RESULTS = 100
+TARGET_CHOICES = [("clips", "clips"), ("sound_events", "sound events"), ("both", "both")]
+# How much of a recording a sound event's spectrogram shows around its box: the query's a few
+# seconds of context, a result's its span and a little either side.
+QUERY_VIEW = (6.0, 1.0)  # (at least this many seconds, at least this much either side of the box)
+RESULT_VIEW = (3.0, 0.5)
+# The top of the spectrograms drawn (echoroo.spectrogram), unless the recording's Nyquist frequency is lower.
+SPECTROGRAM_TOP_HZ = SpectrogramParams(width_px=1).max_freq_hz
 
 
-def model_runs_with_embeddings():
-    return ModelRun.objects.filter(Exists(ClipEmbedding.objects.filter(model_run=OuterRef("pk")))).order_by("name")
+def model_runs_with_embeddings(kinds: tuple[str, ...] = ("clip",)):
+    """Model runs with embeddings of any of these kinds ("clip", "sound_event"), by name."""
+    models = {"clip": ClipEmbedding, "sound_event": SoundEventEmbedding}
+    runs = ModelRun.objects.none()
+    for kind in kinds:
+        runs |= ModelRun.objects.filter(Exists(models[kind].objects.filter(model_run=OuterRef("pk"))))
+    return runs.order_by("name")
 
 
 class SearchForm(forms.Form):
     clip = forms.UUIDField(required=False, widget=forms.HiddenInput)
+    sound_event = forms.UUIDField(required=False, widget=forms.HiddenInput)
+    target = forms.ChoiceField(
+        choices=TARGET_CHOICES, required=False, initial=services.DEFAULT_TARGET, label="Find", widget=forms.RadioSelect
+    )
     file = forms.FileField(required=False, label="Or a snippet", help_text="wav, flac, mp3 or ogg; at most 60 s.")
     model = forms.ModelChoiceField(
         ModelRun.objects.none(),
         required=False,
         to_field_name="uuid",
-        empty_label="the query clip's model",
+        empty_label="the query's model",
         help_text="Whose embeddings to compare; a snippet needs one.",
     )
     dataset = forms.ModelChoiceField(Dataset.objects.all(), required=False, to_field_name="uuid", empty_label="any")
@@ -58,17 +77,21 @@ class SearchForm(forms.Form):
     limit = forms.IntegerField(
         required=False, initial=services.DEFAULT_LIMIT, min_value=1, max_value=MAX_RESULTS, label="Results"
     )
-    exclude_own_recording = forms.BooleanField(required=False, label="Leave out the query clip's own recording")
+    exclude_own_recording = forms.BooleanField(required=False, label="Leave out the query's own recording")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["model"].queryset = model_runs_with_embeddings()
+        self.fields["model"].queryset = model_runs_with_embeddings(("clip", "sound_event"))
         self.fields["site"].label_from_instance = lambda site: f"{site.dataset.name} / {site.name}"
 
     def clean(self) -> dict:
         data = super().clean()
-        if not data.get("clip") and not data.get("file"):
-            raise forms.ValidationError("Pick a clip (“find similar” on a recording's page) or upload a snippet.")
+        if not data.get("clip") and not data.get("sound_event") and not data.get("file"):
+            raise forms.ValidationError(
+                "Pick a clip or a box (“find similar” on a recording's page) or upload a snippet."
+            )
+        if data.get("clip") and data.get("sound_event"):
+            raise forms.ValidationError("Search by a clip or by a sound event, not both.")
         if data.get("file") and not data.get("model"):
             self.add_error("model", "Pick the model to embed the snippet with.")
         return data
@@ -78,6 +101,7 @@ class SearchForm(forms.Form):
         data = self.cleaned_data
         day_start = dt.time.min
         return {
+            "target": data["target"] or services.DEFAULT_TARGET,
             "limit": data["limit"] or services.DEFAULT_LIMIT,
             "min_similarity": services.DEFAULT_MIN_SIMILARITY
             if data["min_similarity"] is None
@@ -106,7 +130,97 @@ def clip_card(clip: Clip, similarity: float | None = None, species: str = "", sc
         "audio_url": reverse("clip-audio", args=[clip.uuid]),
         "spectrogram_url": reverse("clip-spectrogram", args=[clip.uuid]),
         "recording_url": recording_url(recording.uuid, clip.start_time, clip=clip.uuid),
+        "target": "clip",
     }
+
+
+def event_view(event: SoundEvent, recording: Recording, at_least_s: float, context_s: float) -> tuple[float, float]:
+    """The range of the recording (start_s, end_s) a spectrogram of the event shows: the box with context around it."""
+    duration = event.end_time - event.start_time
+    half = max(at_least_s / 2, duration / 2 + context_s)
+    centre = (event.start_time + event.end_time) / 2
+    start_s, end_s = max(0.0, centre - half), min(recording.duration, centre + half)
+    if end_s - start_s > MAX_SPECTROGRAM_S:  # a box longer than the longest image: its start
+        start_s, end_s = event.start_time, min(recording.duration, event.start_time + MAX_SPECTROGRAM_S)
+    return start_s, end_s
+
+
+def box_position(event: SoundEvent, recording: Recording, start_s: float, end_s: float) -> dict[str, str]:
+    """Where the box lies on the spectrogram of [start_s, end_s], in percent (CSS left, width, bottom, height).
+
+    The image is linear in time and in frequency, from 0 Hz to its top; a box without a band
+    (a detection) covers the whole height.
+    """
+    span = end_s - start_s
+    top_hz = min(SPECTROGRAM_TOP_HZ, recording.samplerate / 2)
+    left = max(event.start_time, start_s)
+    right = min(event.end_time, end_s)
+    low = min(max(event.low_freq or 0.0, 0.0), top_hz)
+    high = min(event.high_freq if event.high_freq is not None else top_hz, top_hz)
+
+    def percent(value: float) -> str:
+        return f"{100 * value:.2f}%"
+
+    return {
+        "left": percent((left - start_s) / span),
+        "width": percent(max(right - left, 0.0) / span),
+        "bottom": percent(low / top_hz),
+        "height": percent(max(high - low, 0.0) / top_hz),
+    }
+
+
+def band_text(event: SoundEvent) -> str:
+    """The box's band as text ("2.1–4.5 kHz"), empty when it has none."""
+    if event.low_freq is None and event.high_freq is None:
+        return ""
+    low = f"{(event.low_freq or 0) / 1000:.1f}"
+    high = f"{event.high_freq / 1000:.1f}" if event.high_freq is not None else "…"
+    return f"{low}–{high} kHz"
+
+
+def sound_event_card(
+    event: SoundEvent,
+    annotation_uuid=None,
+    species: tuple[str, ...] = (),
+    similarity: float | None = None,
+    *,
+    view: tuple[float, float] = RESULT_VIEW,
+) -> dict:
+    """What a result card (or the query's card) shows of a sound event: its box drawn on its surroundings."""
+    recording = event.recording
+    start_s, end_s = event_view(event, recording, *view)
+    spectrogram = reverse("recording-spectrogram", args=[recording.uuid])
+    return {
+        "target": "sound_event",
+        "sound_event": event,
+        "recording": recording,
+        "similarity": similarity,
+        "kind": "annotation" if annotation_uuid is not None else "detection",
+        "annotation_uuid": annotation_uuid,
+        "species": [species_names(label)[0] for label in species],
+        "clock": f"{clock(event.start_time)} – {clock(event.end_time)}",
+        "band": band_text(event),
+        "spectrogram_url": f"{spectrogram}?start={start_s:g}&end={end_s:g}",
+        "view": (start_s, end_s),
+        "box": box_position(event, recording, start_s, end_s),
+        "recording_url": recording_url(recording.uuid, event.start_time),
+        "similar_url": reverse("search") + f"?sound_event={event.uuid}&target=both",
+    }
+
+
+def result_cards(results: list, model_run: ModelRun) -> list[dict]:
+    """The cards of a search's results, in their order: clips with their best species, sound events with their box."""
+    clip_ids = [result.clip.pk for result in results if result.target == "clip"]
+    labels = best_species(clip_ids, model_run) if clip_ids else {}
+    cards = []
+    for result in results:
+        if result.target == "clip":
+            cards.append(clip_card(result.clip, result.similarity, *labels.get(result.clip.pk, ("", None))))
+        else:
+            cards.append(
+                sound_event_card(result.sound_event, result.annotation_uuid, result.species, result.similarity)
+            )
+    return cards
 
 
 def best_species(clip_ids: list[int], model_run: ModelRun) -> dict[int, tuple[str, float]]:
@@ -129,13 +243,19 @@ def best_species(clip_ids: list[int], model_run: ModelRun) -> dict[int, tuple[st
 @require_http_methods(["GET", "POST"])
 @page_login_required
 def search_page(request: HttpRequest) -> HttpResponse:
-    """GET ?clip=<uuid> searches by a clip; a POST uploads a snippet. Both show the results as cards."""
-    asked = request.method == "POST" or "clip" in request.GET
+    """GET ?clip=<uuid> or ?sound_event=<uuid> searches by a clip or a box; a POST uploads a snippet.
+
+    The results show as cards: clips with a thumbnail and a player, sound events with their box.
+    """
+    asked = request.method == "POST" or "clip" in request.GET or "sound_event" in request.GET
     data = (request.POST if request.method == "POST" else request.GET).copy()
-    # A "find similar" link gives the clip (and model) only: the other fields take their defaults.
+    # A "find similar" link gives the query (and model) only: the other fields take their defaults;
+    # from a box, the default is to find both clips and sound events.
     for name in ("min_similarity", "limit"):
         if not data.get(name):
             data[name] = SearchForm.base_fields[name].initial
+    if not data.get("target"):
+        data["target"] = "both" if data.get("sound_event") else services.DEFAULT_TARGET
     form = SearchForm(data, request.FILES) if asked else SearchForm()
     query_card, cards, model_run = None, None, None
     if asked and form.is_valid():
@@ -145,6 +265,18 @@ def search_page(request: HttpRequest) -> HttpResponse:
                 run = data["model"]
                 results = services.search_by_audio(
                     data["file"], model_name=run.name, model_version=run.version, **form.options()
+                )
+            elif data["sound_event"]:
+                found = SoundEvent.objects.filter(uuid=data["sound_event"]).values_list("pk", flat=True).first()
+                if found is None:
+                    raise SearchError({"sound_event_uuid": "no sound event has this UUID (deleted since?)"})
+                event, annotation_uuid, species = services.sound_event_details([found])[found]
+                query_card = sound_event_card(event, annotation_uuid, species, view=QUERY_VIEW)
+                results = services.search_similar(
+                    sound_event=event,
+                    model_run=data["model"],
+                    exclude_own_recording=data["exclude_own_recording"],
+                    **form.options(),
                 )
             else:
                 clip = (
@@ -166,9 +298,24 @@ def search_page(request: HttpRequest) -> HttpResponse:
                 form.add_error(ERROR_FIELDS.get(field, None), f"{field.replace('_', ' ')}: {message}")
         else:
             model_run = results[0].model_run if results else data["model"]
-            labels = best_species([result.clip.pk for result in results], model_run) if results else {}
-            cards = [
-                clip_card(result.clip, result.similarity, *labels.get(result.clip.pk, ("", None))) for result in results
-            ]
-    context = {"form": form, "query": query_card, "cards": cards, "model_run": model_run}
+            cards = result_cards(results, model_run)
+    clip_cards = [card for card in cards or [] if card["target"] == "clip"]
+    context = {
+        "form": form,
+        "query": query_card,
+        "cards": cards,
+        "clip_cards": clip_cards,
+        "model_run": model_run,
+        "found": _found_text(cards, form),
+    }
     return render(request, "pages/search.html", context)
+
+
+def _found_text(cards: list[dict] | None, form: SearchForm) -> str:
+    """The results' heading: "3 similar clips", "1 similar sound event", "5 similar clips and sound events"."""
+    if cards is None:  # (cards come from a valid form only)
+        return ""
+    target = form.cleaned_data.get("target")
+    nouns = {"clips": ("clip", "clips"), "sound_events": ("sound event", "sound events")}
+    one, many = nouns.get(target or services.DEFAULT_TARGET, ("clip or sound event", "clips and sound events"))
+    return f"{len(cards)} similar {one if len(cards) == 1 else many}"
