@@ -14,6 +14,21 @@ import numpy as np
 from inference.runtimes.base import ModelRuntime
 
 
+def event_span(start_s: float, end_s: float, duration_s: float, window_s: float) -> tuple[float, float]:
+    """(start_s, end_s) of the audio a sound event is embedded from: whole windows centred on it, inside the recording.
+
+    An event of a window or less gets the one window centred on it; a longer one the fewest
+    back-to-back windows that cover it, centred on it (embed_spans then averages their unit
+    vectors). Near an end of the recording the span is shifted inside it; a recording shorter than
+    the span gives all of itself, which embed_spans zero-pads. Measured against the job's own grid
+    windows and against masking the band outside the box: benchmarks/sound_event_mapping.py.
+    """
+    count = max(1, math.ceil((end_s - start_s) / window_s - 1e-9))
+    length_s = count * window_s
+    start = min(max((start_s + end_s) / 2 - length_s / 2, 0.0), max(duration_s - length_s, 0.0))
+    return start, min(start + length_s, duration_s)
+
+
 def cut_windows(samples: np.ndarray, window_samples: int) -> np.ndarray:
     """Back-to-back windows [W, window_samples] covering the samples; the last one is zero-padded."""
     count = max(1, math.ceil(len(samples) / window_samples))

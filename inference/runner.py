@@ -440,10 +440,13 @@ def finish_job_if_done(job_id: int) -> None:
         )
         if states.get(JobRecording.Status.PENDING) or states.get(JobRecording.Status.RUNNING):
             return
-        # Nothing left to run: the run's HNSW index, if the job's load deferred it, is built again.
-        from inference.tasks import queue_embedding_index  # inference.tasks imports this module
+        # Nothing left to run: the run's HNSW index, if the job's load deferred it, is built again,
+        # and the job's merged detections get their embeddings.
+        from embeddings.tasks import queue_job_detection_embeddings  # both import this module
+        from inference.tasks import queue_embedding_index
 
         transaction.on_commit(lambda: queue_embedding_index(job.model_run_id), robust=True)
+        transaction.on_commit(lambda: queue_job_detection_embeddings(job_id), robust=True)
         if job.status == InferenceJob.Status.CANCELLED:
             if not job.completed_at:
                 job.completed_at = timezone.now()
