@@ -15,6 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
+from annotations.recording_page import annotations_context
 from echoroo.media import RECORDING_PX_PER_S
 from echoroo.models import ClipPredictionTag, Dataset, Recording
 from echoroo.spectrogram import SpectrogramParams
@@ -148,6 +149,8 @@ def detection_rows(scores: QuerySet) -> QuerySet:
         species=F("tag__value"),
         clip_id=F("clip_prediction__clip_id"),
         clip_uuid=F("clip_prediction__clip__uuid"),
+        # What "confirm" sends to the annotation API: the window detection and its species.
+        clip_prediction_uuid=F("clip_prediction__uuid"),
         start_time=F("clip_prediction__clip__start_time"),
         end_time=F("clip_prediction__clip__end_time"),
     ).order_by("start_time", "-score", "species")
@@ -340,6 +343,16 @@ def recording_page(request: HttpRequest, recording_uuid) -> HttpResponse:
     previous_recording, next_recording = neighbours(recording, browse)
     step = {"prev": view_from - VIEW_S if view_from > 0 else None, "next": view_to if view_to < duration else None}
     max_freq_hz = min(recording.samplerate / 2, SpectrogramParams.max_freq_hz)
+    # The sound event annotations: boxes over the view (time and band) and the list below it.
+    annotations = annotations_context(
+        recording,
+        view_from,
+        view_to,
+        max_freq_hz,
+        request.user,
+        clock=clock,
+        recording_url=lambda start_s, **params: recording_url(recording.uuid, start_s, **filters, **params),
+    )
     spectrogram_url = (
         reverse("recording-spectrogram", args=[recording.uuid])
         + "?"
@@ -352,6 +365,7 @@ def recording_page(request: HttpRequest, recording_uuid) -> HttpResponse:
         "view_clock": f"{clock(view_from)} – {clock(view_to)}",
         "spectrogram_url": spectrogram_url,
         "spectrogram_width": max(1, round((view_to - view_from) * RECORDING_PX_PER_S)),
+        "max_freq_hz": max_freq_hz,
         "max_freq_khz": max_freq_hz / 1000,
         "half_freq_khz": max_freq_hz / 2000,
         "boxes": boxes(in_view, view_from, view_to),
@@ -383,6 +397,9 @@ def recording_page(request: HttpRequest, recording_uuid) -> HttpResponse:
         "dataset_url": list_url(recording, previous_recording, browse),
         "list_params": list_params,
         "list_query": urlencode(list_params),
+        **annotations,
+        "highlight_annotation": request.GET.get("annotation", ""),
+        "nyquist_hz": recording.samplerate / 2,
     }
     return render(request, "pages/recording.html", context)
 

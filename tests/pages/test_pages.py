@@ -402,8 +402,8 @@ def test_the_recording_page_takes_as_many_queries_for_thousands_of_detections_as
     many_detections(few, n_clips=2, species_per_clip=2)
     many_detections(many, n_clips=1200, species_per_clip=5)
     for recording in (few, many):
-        # 11: the page's own and one for the previous and next recording of its dataset.
-        with django_assert_max_num_queries(11):
+        # 12: the page's own, one for the previous and next recording of its dataset, one for its annotations.
+        with django_assert_max_num_queries(12):
             response = user_client.get(f"/recordings/{recording.uuid}/", {"t": 30})
         assert response.status_code == 200
     assert response.context["page"].paginator.count == 6000
@@ -414,18 +414,18 @@ def test_the_recording_page_takes_as_many_queries_for_sixty_jobs_as_for_one(
     user_client, field_recording, django_assert_max_num_queries
 ):
     first = many_detections(field_recording, n_clips=3, species_per_clip=2)
-    with django_assert_max_num_queries(11):
+    with django_assert_max_num_queries(12):
         assert user_client.get(f"/recordings/{field_recording.uuid}/").context["job"] == first
     run = ModelRun.objects.get(name="bulk")
     for age in range(1, 60):
         job_with_detections(run, {field_recording: {0.0: {ROBIN: 0.5}}}, age_s=age)
-    with django_assert_max_num_queries(11):
+    with django_assert_max_num_queries(12):
         response = user_client.get(f"/recordings/{field_recording.uuid}/", {"job": str(first.uuid)})
     assert response.context["job"] == first
     assert len(response.context["jobs"]) == 50, "the picker lists the newest 50"
     # The first job is the newest: the oldest of the others, asked for by name, is shown and offered too.
     oldest = InferenceJob.objects.order_by("created_at").first()
-    with django_assert_max_num_queries(12):
+    with django_assert_max_num_queries(13):
         response = user_client.get(f"/recordings/{field_recording.uuid}/", {"job": str(oldest.uuid)})
     assert response.context["job"] == oldest and response.context["jobs"][-1] == oldest
 
