@@ -6,8 +6,9 @@ Reading (one rule per question):
   its list file (`<table>.list.txt` beside it: the audio files in the order their times run on); else the table's
   own name (`<file>.BirdNET.selection.table.txt`, Raven's `<file>.Table.1.selections.txt`, or `<file>.txt`). A
   name is matched to the dataset's recordings by file name, and by its folders when several share the name.
-- When in the file: "File Offset (s)" where the row names its own file (a combined table's begin and end times
-  run on across the files), else the begin time; the end keeps the row's length.
+- When in the file: in a table whose rows name several files (a combined table: times run on across the
+  files), the row's "File Offset (s)", the end keeping the row's length, and a row whose begin time and offset
+  disagree with its file's other rows is an error (a box moved in one column only); else the begin and end times.
 - Which species: `species_column` if given; else every name column present of "Species", "Scientific Name",
   "Common Name" and "Species Code" (if none is, the first present of "Annotation", "Label", "Class"), and the
   cells a row fills must name the same species: a stale code beside an edited common name is an error, not a
@@ -265,7 +266,8 @@ class TableReader:
                 for name, where in self.unknown.items()
             )
             errors["species"] = (
-                f"unknown species: {listed}. Name a model label, a scientific or common name, or an eBird code"
+                f"unknown species: {listed}. Name a model label, a scientific or common name, or an eBird code, "
+                "or read another column with --species-column"
             )
         if errors:
             raise AnnotationError(errors)
@@ -292,7 +294,7 @@ class TableReader:
             )
             return []
         species_columns = self._species_columns(table, header, columns)
-        place = self._place(table, columns)
+        place = self._place(table, columns, lines)
         if species_columns is None or place is None:
             return []
 
@@ -340,10 +342,17 @@ class TableReader:
             return None
         return present
 
-    def _place(self, table: TableFile, columns: dict[str, int]) -> Callable | None:
+    def _place(self, table: TableFile, columns: dict[str, int], lines: list[str]) -> Callable | None:
         """A function (where, cells, cell, begin, end) -> (recording, start_s, end_s) in its file, or None."""
         own_file = next((name for name in (BEGIN_PATH, BEGIN_FILE) if name.casefold() in columns), None)
-        has_offset = FILE_OFFSET.casefold() in columns
+        # File Offset is read only where the times run on across files: in a table of one file it equals the begin
+        # time, and a box moved in a spreadsheet leaves it stale (Raven computes it again; a spreadsheet does not).
+        runs_on = False
+        if own_file and FILE_OFFSET.casefold() in columns:
+            index = columns[own_file.casefold()]
+            named = {cells[index].strip() for cells in (line.split("\t") for line in lines[1:]) if index < len(cells)}
+            runs_on = len(named - {""}) > 1
+        file_starts_s: dict[int, tuple[float, str]] = {}  # recording -> (its start on the time line, the row saying so)
         listed = self._listed_files(table)
         if listed is False:
             return None
@@ -356,11 +365,22 @@ class TableReader:
                 if isinstance(found, str):
                     self.problem(where, f"{own_file} {written!r}: {found}")
                     return None
-                offset = cell(cells, FILE_OFFSET) if has_offset else ""
+                offset = cell(cells, FILE_OFFSET) if runs_on else ""
                 if not offset:
                     return found, begin_s, end_s
                 start_s = self._number(where, FILE_OFFSET, offset)
-                return None if start_s is None else (found, start_s, round(start_s + (end_s - begin_s), 6))
+                if start_s is None:
+                    return None
+                file_start_s, first = file_starts_s.setdefault(found.pk, (begin_s - start_s, where))
+                if abs(begin_s - start_s - file_start_s) > 0.01:
+                    self.problem(
+                        where,
+                        f"{BEGIN} {begin_s:g} and {FILE_OFFSET} {start_s:g} put the file's start at "
+                        f"{begin_s - start_s:g} s on the table's time line, {first} at {file_start_s:g} s: "
+                        "a box moved in one column only? Change both",
+                    )
+                    return None
+                return found, start_s, round(start_s + (end_s - begin_s), 6)
             if listed is not None:
                 located = listed.locate(begin_s)
                 if located is None:

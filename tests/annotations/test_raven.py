@@ -78,14 +78,15 @@ def write_table(path: Path, rows: list[dict], header: list[str] | None = None) -
     return path
 
 
-def expected(rows: list[dict]) -> set[tuple]:
-    """(file name, start, end, low, high, label) of a BirdNET table's rows but its "nocall" row, by hand."""
+def expected(rows: list[dict], *, combined: bool = False) -> set[tuple]:
+    """(file name, start, end, low, high, label) of a BirdNET table's rows but its "nocall" row, by hand: times in
+    the file are the begin and end times, or in a combined table the file offset and the row's length."""
     found = set()
     for row in rows:
         if row["Common Name"] == "nocall":
             continue
         label = LABEL_OF_CODE.get(row["Species Code"]) or LABEL_OF_COMMON[row["Common Name"].casefold()]
-        offset = float(row["File Offset (s)"])
+        offset = float(row["File Offset (s)"] if combined else row["Begin Time (s)"])
         length = float(row["End Time (s)"]) - float(row["Begin Time (s)"])
         found.add(
             (
@@ -153,13 +154,12 @@ def test_reimporting_the_same_tables_adds_nothing(job, tables, user):
 
 
 def edit(table: Path) -> list[dict]:
-    """As a person would in Raven: move the first box, rename the second's species by its common name (clearing
-    the code), and add a selection with only a common name."""
+    """As a person would in a spreadsheet: move the first box (its File Offset left as it was), rename the second's
+    species by its common name (clearing the code), and add a selection with only a common name."""
     rows = read_table(table)
     assert len(rows) >= 2
     rows[0]["Begin Time (s)"] = str(float(rows[0]["Begin Time (s)"]) + 0.5)
     rows[0]["End Time (s)"] = str(float(rows[0]["End Time (s)"]) - 0.25)
-    rows[0]["File Offset (s)"] = rows[0]["Begin Time (s)"]
     rows[1]["Common Name"], rows[1]["Species Code"] = "american robin", ""
     added = dict(rows[-1])
     added.update(
@@ -167,7 +167,6 @@ def edit(table: Path) -> list[dict]:
             "Selection": str(len(rows) + 1),
             "Begin Time (s)": "100.125",
             "End Time (s)": "101.5",
-            "File Offset (s)": "100.125",
             "Low Freq (Hz)": "2000",
             "High Freq (Hz)": "6500.5",
             "Common Name": "Blue Jay",
@@ -224,9 +223,10 @@ def test_the_combined_table_with_its_list_file_imports_as_the_per_file_tables_do
         "export_detections", "--job", str(job.uuid), "--format", "raven", "--combined", "--output", str(combined)
     )
     rows = read_table(combined / "BirdNET_SelectionTable.txt")
-    # Times run on across the files: the grouse's rows (if any) begin after the soundscape's 120 s.
+    # Times run on across the files: the soundscape's rows begin after the 10 s of the grouse's file.
     wanted = expected([row for path in sorted(tables.rglob("*.txt")) for row in read_table(path)])
-    assert expected(rows) == wanted
+    assert expected(rows, combined=True) == wanted
+    assert min(float(row["Begin Time (s)"]) for row in rows if "soundscape" in row["Begin Path"]) >= 10
 
     result = import_raven(job.dataset, combined / "BirdNET_SelectionTable.txt", by=user)
     assert result.added == len(wanted) and stored() == wanted
@@ -237,6 +237,23 @@ def test_the_combined_table_with_its_list_file_imports_as_the_per_file_tables_do
     write_table(combined / "BirdNET_SelectionTable.txt", rows, header)
     import_raven(job.dataset, combined / "BirdNET_SelectionTable.txt", by=user)
     assert stored() == wanted
+
+
+def test_a_combined_table_whose_box_moved_in_one_time_column_only_is_refused(job, tmp_path, user):
+    combined = tmp_path / "combined"
+    call_command(
+        "export_detections", "--job", str(job.uuid), "--format", "raven", "--combined", "--output", str(combined)
+    )
+    rows = read_table(combined / "BirdNET_SelectionTable.txt")
+    moved = max(range(len(rows)), key=lambda index: float(rows[index]["Begin Time (s)"]))
+    rows[moved]["Begin Time (s)"] = str(float(rows[moved]["Begin Time (s)"]) + 1)
+    write_table(combined / "BirdNET_SelectionTable.txt", rows)
+    with pytest.raises(AnnotationError) as refused:
+        import_raven(job.dataset, combined / "BirdNET_SelectionTable.txt", by=user)
+    assert (
+        "a box moved in one column only? Change both" in refused.value.errors[f"BirdNET_SelectionTable.txt:{moved + 2}"]
+    )
+    assert not SoundEventAnnotation.objects.exists()
 
 
 RAVEN_TABLE = (
