@@ -138,6 +138,7 @@ def import_aoef(dataset: Dataset, path, *, by) -> AoefImportResult:
                 # Held by another dataset (the same file imported there): this copy gets a uuid of its own.
                 uuid=None if box.uuid in held_elsewhere else str(box.uuid),
                 created_by=annotators.get(box.created_by.uuid) if box.created_by else None,
+                created_at=_aware(box.created_on),
             )
         )
     if errors:
@@ -528,3 +529,10 @@ def _geometry(event) -> data.Geometry:
     if event.low_freq is None or event.high_freq is None:
         return data.TimeInterval(coordinates=[event.start_time, event.end_time])
     return data.BoundingBox(coordinates=[event.start_time, event.low_freq, event.end_time, event.high_freq])
+
+
+def _aware(moment: datetime.datetime | None) -> datetime.datetime | None:
+    """soundevent writes naive times in UTC (its default is utcnow): read them as such."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=datetime.UTC)

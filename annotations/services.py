@@ -10,9 +10,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Prefetch
 
 from annotations.errors import AnnotationError
@@ -340,6 +341,7 @@ class ImportedAnnotation:
     import_key: str = ""
     uuid: str | None = None  # kept when given (an AOEF annotation's own uuid), so a round trip matches
     created_by: object | None = None  # the annotator named by the file, if known here
+    created_at: datetime | None = None  # when the file says it was made (else: now)
 
 
 @dataclass(frozen=True)
@@ -410,6 +412,16 @@ def add_imported(rows: Sequence[ImportedAnnotation], *, by, source: str) -> Impo
             )
             for row, event in zip(new, events, strict=True)
         )
+        # auto_now_add overrides what bulk_create is given: the file's own times are written after.
+        dated = [(annotation.pk, row.created_at) for row, annotation in zip(new, annotations, strict=True)]
+        dated = [(pk, when) for pk, when in dated if when is not None]
+        if dated:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "UPDATE annotations_soundeventannotation a SET created_at = d.at"
+                    " FROM unnest(%s::bigint[], %s::timestamptz[]) AS d(id, at) WHERE a.id = d.id",
+                    [[pk for pk, _ in dated], [when for _, when in dated]],
+                )
         tags = tags_by_pair(pair for row in new for pair in row.tags)
         SoundEventAnnotationTag.objects.bulk_create(
             SoundEventAnnotationTag(annotation=annotation, tag=tags[pair], created_by=row.created_by or by)

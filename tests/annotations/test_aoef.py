@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import uuid
 from pathlib import Path, PurePosixPath
@@ -101,6 +102,7 @@ def test_a_project_written_by_soundevent_imports_its_boxes_species_tags_notes_an
         [data.Tag(key="species", value="Bonasa umbellus"), data.Tag(key="call_type", value="drum")],
         notes=[data.Note(message="clear drum")],
         created_by=data.User(username="ecologist"),
+        created_on=datetime.datetime(2024, 5, 1, 6, 30),
     )
     song = box(
         minute,
@@ -141,6 +143,8 @@ def test_a_project_written_by_soundevent_imports_its_boxes_species_tags_notes_an
     assert drummed.notes == "clear drum" and drummed.source == SoundEventAnnotation.Source.AOEF
     # The annotator known here by username keeps the box; the one who is not is credited to the importer.
     assert (drummed.created_by, sung.created_by, outlined.created_by) == (user, staff, staff)
+    # When it was made in Whombat (soundevent writes UTC), not when it came here.
+    assert drummed.created_at == datetime.datetime(2024, 5, 1, 6, 30, tzinfo=datetime.UTC)
 
 
 def test_importing_the_same_file_again_adds_nothing(tmp_path, field_dataset, field_recording, staff):
