@@ -425,9 +425,10 @@
     }
 
     function setReadOnly(readOnly, author) {
-      form.querySelectorAll("input:not([type=hidden]), textarea, .add-species").forEach((node) => {
+      form.querySelectorAll("input:not([type=hidden]), textarea, .add-species, .remove-species").forEach((node) => {
         node.disabled = readOnly;
       });
+      form.classList.toggle("read-only", readOnly);
       form.querySelector(".save-annotation").hidden = readOnly;
       const note = form.querySelector(".annotation-readonly");
       note.hidden = !readOnly;

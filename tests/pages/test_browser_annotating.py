@@ -224,3 +224,68 @@ def test_draw_a_box_tag_it_and_find_similar_clips_and_sound_events(
         "() => [...document.querySelectorAll('.cards.results img')].slice(0, 4).every(img => img.naturalWidth > 0)"
     )
     save_screenshot(page, "annotate-similar")
+
+
+@pytest.fixture
+def two_boxes(field_recording, user, admin_user):
+    """A box of the user's (ecologist) and one of the admin's on 1min.wav, written before the browser starts."""
+    from annotations.services import create_annotation
+
+    mine = create_annotation(field_recording, by=user, start_time=5.0, end_time=7.0, low_freq=3000.0, high_freq=8000.0)
+    theirs = create_annotation(field_recording, by=admin_user, start_time=30.0, end_time=33.0, species=[ROBIN])
+    return mine, theirs
+
+
+def test_only_the_author_changes_a_box_and_deleting_asks_first(
+    field_recording, two_boxes, live_server, page, save_screenshot
+):
+    expect = playwright_api.expect
+    mine, theirs = two_boxes
+    recording_uuid, recording_id = field_recording.uuid, field_recording.pk
+
+    page.goto(live_server.url + "/login/")
+    page.fill("#id_username", "ecologist")
+    page.fill("#id_password", "pw-ecologist-1")
+    page.click("button[type=submit]")
+    page.goto(f"{live_server.url}/recordings/{recording_uuid}/")
+    panel = page.locator(".annotation-panel")
+
+    # Someone else's box opens read-only: no Save, no Delete, the fields disabled; it can still be searched from.
+    page.locator(f".annotation-box[data-annotation='{theirs.uuid}']").click()
+    expect(panel.locator(".annotation-readonly")).to_have_text("Only admin or staff may change this annotation.")
+    expect(panel.locator("button.save-annotation")).to_be_hidden()
+    expect(panel.locator("button.delete-annotation")).to_be_hidden()
+    expect(panel.locator("input[name=start_time]")).to_be_disabled()
+    expect(panel.locator("a.find-similar")).to_be_visible()
+    save_screenshot(page, "annotate-read-only")
+
+    # Their own opens from the list (keyboard-reachable buttons), and Delete asks first: no, then yes.
+    page.locator(f".annotations-table button.open-annotation[data-annotation='{mine.uuid}']").click()
+    expect(panel.locator("button.delete-annotation")).to_be_visible()
+    answers = iter([False, True])
+    asked = []
+
+    def answer(dialog):
+        asked.append(dialog.message)
+        dialog.accept() if next(answers) else dialog.dismiss()
+
+    page.on("dialog", answer)
+    panel.locator("button.delete-annotation").click()
+    expect(panel).to_be_visible()
+    assert len(off_the_browser_thread(saved_annotations, recording_id)) == 2
+    panel.locator("button.delete-annotation").click()
+    expect(page.locator(".annotations-table tbody tr")).to_have_count(1)
+    assert asked[0].startswith("Delete the annotation this box (5–7 s)?")
+    assert [row["uuid"] for row in off_the_browser_thread(saved_annotations, recording_id)] == [str(theirs.uuid)]
+
+    # A box can be typed in as well as drawn (keyboard users): "add a box by its numbers", times only.
+    page.locator("button.annotate-by-numbers").click()
+    expect(panel.locator("h3")).to_have_text("New annotation")
+    panel.locator("input[name=start_time]").fill("40")
+    panel.locator("input[name=end_time]").fill("41.5")
+    panel.locator("#annotation-notes-input").fill("typed in")
+    panel.locator("button.save-annotation").click()
+    expect(page.locator(".annotations-table tbody tr")).to_have_count(2)
+    expect(page.locator(".annotations-table")).to_contain_text("whole band")
+    typed = [row for row in off_the_browser_thread(saved_annotations, recording_id) if row["uuid"] != str(theirs.uuid)]
+    assert typed[0]["box"] == {"start_time": 40.0, "end_time": 41.5, "low_freq": None, "high_freq": None}
