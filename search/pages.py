@@ -203,7 +203,8 @@ def sound_event_card(
         "spectrogram_url": f"{spectrogram}?start={start_s:g}&end={end_s:g}",
         "view": (start_s, end_s),
         "box": box_position(event, recording, start_s, end_s),
-        "recording_url": recording_url(recording.uuid, event.start_time),
+        # An annotation's box is highlighted on the recording page.
+        "recording_url": recording_url(recording.uuid, event.start_time, annotation=annotation_uuid),
         "similar_url": reverse("search") + f"?sound_event={event.uuid}&target=both",
     }
 

@@ -21,8 +21,7 @@ import numpy as np
 from django.db import connection
 from django.db.models import Exists, F, OuterRef, Q
 
-from annotations.models import SoundEventAnnotationTag
-from echoroo.models import SPECIES, Clip, Dataset, ModelRun, Recording, Site, SoundEvent, SoundEventPredictionTag
+from echoroo.models import SPECIES, Clip, Dataset, ModelRun, Recording, Site, SoundEvent
 from embeddings.models import ClipEmbedding, SoundEventEmbedding
 from inference.runtimes import DEFAULT_RUNTIME, available_runtimes
 from search import uploads
@@ -41,8 +40,8 @@ DEFAULT_TARGET = "clips"
 QUERY_FIELDS = {"clip": ("clip_uuid", "clip"), "sound_event": ("sound_event_uuid", "sound event")}
 HOW_TO_EMBED = {
     "clip": "run a job with store_embeddings on its recording, or `manage.py backfill_embeddings`",
-    "sound_event": "an annotated box is embedded when it is saved, and a job's detections when the job ran with "
-    "store_embeddings on; `manage.py backfill_embeddings` embeds those still missing",
+    "sound_event": "the workers embed an annotated box when it is saved and a job's merged detections when the job "
+    "ends; `manage.py backfill_embeddings` embeds those still missing",
 }
 # The largest magnitude a halfvec holds.
 HALF_MAX = 65504.0
@@ -189,7 +188,11 @@ def _clips(clip_ids: list[int]) -> dict[int, Clip]:
 
 
 def sound_event_details(sound_event_ids: list[int]) -> dict[int, tuple[SoundEvent, uuid.UUID | None, tuple[str, ...]]]:
-    """Each sound event (recording, dataset and site loaded) with its annotation's uuid and its species (3 queries)."""
+    """Each sound event (recording, dataset and site loaded) with its annotation's uuid and its species (2 queries).
+
+    Species: the labels of the annotation's species tags (in the order they were added) or, for a
+    job's detection, of its prediction's tag (best scored first).
+    """
     if not sound_event_ids:
         return {}
     events = (
@@ -197,26 +200,38 @@ def sound_event_details(sound_event_ids: list[int]) -> dict[int, tuple[SoundEven
         .annotate(annotation_uuid=F("annotation__uuid"))
         .in_bulk(sound_event_ids)
     )
-    species: dict[int, list[str]] = {}
-    annotated = [pk for pk, event in events.items() if event.annotation_uuid is not None]
-    detected = [pk for pk, event in events.items() if event.annotation_uuid is None]
-    annotation_tags = (
-        SoundEventAnnotationTag.objects.filter(annotation__sound_event_id__in=annotated, tag__key=SPECIES)
-        .order_by("annotation__sound_event_id", "id")
-        .values_list("annotation__sound_event_id", "tag__value")
-    )
-    # A detection's event carries one prediction of its job, with one tag; best first should there be more.
-    detection_tags = (
-        SoundEventPredictionTag.objects.filter(sound_event_prediction__sound_event_id__in=detected, tag__key=SPECIES)
-        .order_by("sound_event_prediction__sound_event_id", "-score", "tag__value")
-        .values_list("sound_event_prediction__sound_event_id", "tag__value")
-    )
-    for rows in (annotation_tags if annotated else [], detection_tags if detected else []):
-        for sound_event_id, label in rows:
-            labels = species.setdefault(sound_event_id, [])
+    species: dict[tuple[int, str], list[str]] = {}
+    with connection.cursor() as cursor:
+        # Raw SQL: under load each ORM query cost a few ms, more than the search itself.
+        cursor.execute(SPECIES_OF_SOUND_EVENTS, [list(sound_event_ids), list(sound_event_ids), SPECIES])
+        for sound_event_id, source, label in cursor.fetchall():
+            labels = species.setdefault((sound_event_id, source), [])
             if label not in labels:
                 labels.append(label)
-    return {pk: (event, event.annotation_uuid, tuple(species.get(pk, ()))) for pk, event in events.items()}
+    details = {}
+    for pk, event in events.items():
+        source = "annotation" if event.annotation_uuid is not None else "detection"
+        details[pk] = (event, event.annotation_uuid, tuple(species.get((pk, source), ())))
+    return details
+
+
+# The species of sound events: their annotation's species tags and their detection's, each in its order. The
+# tag rows are collected from the events' ids first (MATERIALIZED): joined at once with `key = 'species'`,
+# the planner may start from the species tags and read every prediction of each (7 ms at 5,000 events).
+SPECIES_OF_SOUND_EVENTS = (
+    "WITH picked AS MATERIALIZED ("
+    " SELECT a.sound_event_id, 'annotation' AS source, at.tag_id, at.id::float8 AS rank"
+    " FROM annotations_soundeventannotation a"
+    " JOIN annotations_soundeventannotationtag at ON at.annotation_id = a.id"
+    " WHERE a.sound_event_id = ANY(%s::bigint[])"
+    " UNION ALL"
+    " SELECT p.sound_event_id, 'detection', pt.tag_id, -pt.score"
+    " FROM echoroo_soundeventprediction p"
+    " JOIN echoroo_soundeventpredictiontag pt ON pt.sound_event_prediction_id = p.id"
+    " WHERE p.sound_event_id = ANY(%s::bigint[])"
+    ") SELECT picked.sound_event_id, picked.source, t.value FROM picked JOIN echoroo_tag t ON t.id = picked.tag_id"
+    " WHERE t.key = %s ORDER BY picked.sound_event_id, picked.source, picked.rank, t.value"
+)
 
 
 def search_by_audio(

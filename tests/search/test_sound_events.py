@@ -475,8 +475,13 @@ def test_the_page_by_a_box_shows_the_query_box_and_result_boxes(user_client, ite
     assert similarities == sorted(similarities, reverse=True)
     card = next(card for card in cards if card["target"] == "sound_event")
     found_event = card["sound_event"]
-    assert card["recording_url"] == f"/recordings/{found_event.recording.uuid}/?t={found_event.start_time:g}"
-    assert card["recording_url"] in html
+    link = f"/recordings/{found_event.recording.uuid}/?t={found_event.start_time:g}"
+    if card["kind"] == "annotation":  # highlighted there
+        link += f"&annotation={items.annotations[found_event.pk][0]}"
+    assert card["recording_url"] == link
+    assert link.replace("&", "&amp;") in html
+    kinds = {card["kind"] for card in cards if card["target"] == "sound_event"}
+    assert kinds == {"annotation", "detection"}
     card_start, card_end = card["view"]
     assert card_start <= found_event.start_time < found_event.end_time <= card_end
     assert f"spectrogram.png?start={card_start:g}&amp;end={card_end:g}" in html
