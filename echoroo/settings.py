@@ -202,6 +202,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Two request fields are named "target" (a search's: what to find; validation's: a precision target).
+    "ENUM_NAME_OVERRIDES": {"SearchTargetEnum": "search.services.TARGETS"},
 }
 
 # django-q2: the ORM broker by default (the same PostgreSQL), Redis when REDIS_URL is set.

@@ -226,7 +226,8 @@ class SearchResultSerializer(serializers.Serializer):
     directly, as DRF's nested serializers spent more CPU on 20 results than the search itself.
     """
 
-    target = serializers.ChoiceField(choices=["clip", "sound_event"], read_only=True, help_text="What was found.")
+    # Text, not an enum: validation's precision `target` and the request's (SearchTargetEnum) have that name.
+    target = serializers.CharField(read_only=True, help_text='What was found: "clip" or "sound_event".')
     clip = PredictionClipSerializer(read_only=True, required=False, help_text="Clip results only.")
     sound_event = ResultSoundEventSerializer(read_only=True, required=False, help_text="Sound event results only.")
     recording = ResultRecordingSerializer(read_only=True)
