@@ -66,6 +66,11 @@ class Filters:
         """Whether the items' own table must be joined (for their recording)."""
         return self.needs_recording() or self.recording_id is not None or self.exclude_recording_id is not None
 
+    def selective(self) -> bool:
+        """Whether the filters may pass only a share of the run: leaving out one recording (a search by an item's
+        default) passes nearly every row, so it is searched as an unfiltered search is."""
+        return self.needs_recording() or self.recording_id is not None
+
     def excluded(self, kind: str) -> int | None:
         """The item of this kind to leave out (the query item), if any."""
         return {"clip": self.exclude_clip_id, "sound_event": self.exclude_sound_event_id}[kind]
@@ -128,7 +133,7 @@ def nearest(
     """(item_id, cosine distance) of the `limit` nearest items of a kind in one model run, nearest first."""
     sql, params = nearest_sql(kind, model_run_id, dimension, filters, limit)
     params[0] = vector_literal(vector)
-    filtered = filters.needs_item()
+    filtered = filters.selective()
     default = DEFAULT_EF_SEARCH_FILTERED if filtered else DEFAULT_EF_SEARCH
     ef_search = min(MAX_EF_SEARCH, max(MIN_EF_SEARCH, limit, ef_search or default))
     # SET LOCAL lasts to the end of the transaction: the settings never leak into another query.
