@@ -48,6 +48,8 @@ class SoundEventAnnotationViewSet(
     pagination_class = NewestFirstCursorPagination
     permission_classes = [IsAuthenticated]
     lookup_field = "uuid"
+    # Only a uuid reaches the view: anything else is the router's 404, never a failed uuid parse.
+    lookup_value_regex = "[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
 
     def perform_create(self, serializer):
         serializer.instance = _service(
