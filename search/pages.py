@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 
 from django import forms
-from django.db.models import Exists, OuterRef
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
@@ -17,7 +17,6 @@ from echoroo.media import MAX_SPECTROGRAM_S
 from echoroo.models import SPECIES, Clip, ClipPredictionTag, Dataset, ModelRun, Recording, Site, SoundEvent
 from echoroo.pages import clock, page_login_required, recording_url, species_names
 from echoroo.spectrogram import SpectrogramParams
-from embeddings.models import ClipEmbedding, SoundEventEmbedding
 from search import services
 from search.errors import SearchError
 
@@ -33,13 +32,10 @@ RESULT_VIEW = (3.0, 0.5)
 SPECTROGRAM_TOP_HZ = SpectrogramParams(width_px=1).max_freq_hz
 
 
-def model_runs_with_embeddings(kinds: tuple[str, ...] = ("clip",)):
+def model_runs_with_embeddings(kinds: tuple[str, ...] = ("clip",)) -> QuerySet[ModelRun]:
     """Model runs with embeddings of any of these kinds ("clip", "sound_event"), by name."""
-    models = {"clip": ClipEmbedding, "sound_event": SoundEventEmbedding}
-    runs = ModelRun.objects.none()
-    for kind in kinds:
-        runs |= ModelRun.objects.filter(Exists(models[kind].objects.filter(model_run=OuterRef("pk"))))
-    return runs.order_by("name")
+    found = services.with_embeddings(ModelRun.objects.all(), kinds)
+    return ModelRun.objects.filter(pk__in=[run.pk for run in found]).order_by("name")
 
 
 class SearchForm(forms.Form):

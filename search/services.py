@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 from django.db import connection
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import Exists, F, OuterRef, QuerySet
 
 from echoroo.models import SPECIES, Clip, Dataset, ModelRun, Recording, Site, SoundEvent
 from embeddings.models import ClipEmbedding, SoundEventEmbedding
@@ -254,9 +254,9 @@ def model_run_with_embeddings(
     runs = ModelRun.objects.filter(name=model_name)
     if _pinned(model_version):
         runs = runs.filter(version=model_version)
-    model_run = runs.filter(_has_embeddings(TARGETS.get(target, ("clip",)))).order_by("-created_at", "-pk").first()
-    if model_run is not None:
-        return model_run
+    found = with_embeddings(runs.order_by("-created_at", "-pk"), TARGETS.get(target, ("clip",)))
+    if found:
+        return found[0]
     if runs.exists() or model_name in available_runtimes():
         version = f" {model_version}" if _pinned(model_version) else ""
         what = {"clips": "", "sound_events": " of sound events", "both": ""}.get(target, "")
@@ -358,15 +358,18 @@ def _version_text(model_version: str | None) -> str:
 
 
 def _known() -> str:
-    runs = ModelRun.objects.filter(_has_embeddings(("clip", "sound_event")))
+    runs = with_embeddings(ModelRun.objects.all(), ("clip", "sound_event"))
     names = sorted({f"{run.name} {run.version}" for run in runs})
     return f"model runs with embeddings: {', '.join(names)}" if names else "no model run has embeddings yet"
 
 
-def _has_embeddings(kinds: tuple[str, ...]) -> Q:
-    """Model runs with embeddings of any of these kinds ("clip", "sound_event")."""
+def with_embeddings(runs: QuerySet[ModelRun], kinds: tuple[str, ...]) -> list[ModelRun]:
+    """These model runs (in their order) that have embeddings of any of these kinds ("clip", "sound_event").
+
+    One query, the EXISTS tests in its SELECT list: in WHERE, PostgreSQL turns them into a semi-join
+    that read every embedding of the table (a hash of 40,000 rows: 5 ms; at 200,000, 30 ms), where
+    a probe of each run's first row takes microseconds.
+    """
     models = {"clip": ClipEmbedding, "sound_event": SoundEventEmbedding}
-    condition = Q()
-    for kind in kinds:
-        condition |= Exists(models[kind].objects.filter(model_run=OuterRef("pk")))
-    return condition
+    probes = {f"has_{kind}": Exists(models[kind].objects.filter(model_run=OuterRef("pk"))) for kind in kinds}
+    return [run for run in runs.annotate(**probes) if any(getattr(run, name) for name in probes)]
