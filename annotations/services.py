@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.core.exceptions import PermissionDenied
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Prefetch
 
 from annotations.errors import AnnotationError
@@ -270,33 +270,15 @@ def confirm_detection(prediction: SoundEventPrediction, *, by, species: str | No
         if row is None:
             raise AnnotationError({"detection": "this detection has no species to confirm"})
         species = row.tag.value
-    label = SpeciesNames().label(species)
-    if label is None:
-        raise AnnotationError({"species": f"unknown species: {species}"})
+    label = _label_of(species)
     event = prediction.sound_event
-    key = f"detection:{prediction.uuid}:{label}"
-    existing = SoundEventAnnotation.objects.filter(recording=event.recording, import_key=key).first()
-    if existing is not None:
-        return existing
-    return create_annotation(
-        event.recording,
-        by=by,
-        start_time=event.start_time,
-        end_time=event.end_time,
-        low_freq=event.low_freq,
-        high_freq=event.high_freq,
-        species=[label],
-        source=SoundEventAnnotation.Source.DETECTION,
-        detection=prediction,
-        import_key=key,
-    )
+    box = (event.start_time, event.end_time, event.low_freq, event.high_freq)
+    return _confirmed(event.recording, f"detection:{prediction.uuid}:{label}", box, label, by=by, detection=prediction)
 
 
 def confirm_window(clip_prediction: ClipPrediction, species: str, *, by) -> SoundEventAnnotation:
     """A window detection confirmed: the job's merged detection of that species holding the window, else the window."""
-    label = SpeciesNames().label(species)
-    if label is None:
-        raise AnnotationError({"species": f"unknown species: {species}"})
+    label = _label_of(species)
     clip = clip_prediction.clip
     if clip_prediction.job_id is not None:
         merged = (
@@ -313,19 +295,39 @@ def confirm_window(clip_prediction: ClipPrediction, species: str, *, by) -> Soun
         )
         if merged is not None:
             return confirm_detection(merged, by=by, species=label)
-    key = f"window:{clip_prediction.uuid}:{label}"
-    existing = SoundEventAnnotation.objects.filter(recording_id=clip.recording_id, import_key=key).first()
+    box = (clip.start_time, clip.end_time, None, None)
+    return _confirmed(clip.recording, f"window:{clip_prediction.uuid}:{label}", box, label, by=by)
+
+
+def _label_of(species: str) -> str:
+    label = SpeciesNames().label(species)
+    if label is None:
+        raise AnnotationError({"species": f"unknown species: {species}"})
+    return label
+
+
+def _confirmed(recording: Recording, key: str, box: tuple, label: str, *, by, detection=None) -> SoundEventAnnotation:
+    """The annotation a confirmation made: the one with this key if there is one, else a new one."""
+    existing = SoundEventAnnotation.objects.filter(recording=recording, import_key=key).first()
     if existing is not None:
         return existing
-    return create_annotation(
-        clip.recording,
-        by=by,
-        start_time=clip.start_time,
-        end_time=clip.end_time,
-        species=[label],
-        source=SoundEventAnnotation.Source.DETECTION,
-        import_key=key,
-    )
+    start_time, end_time, low_freq, high_freq = box
+    try:
+        with transaction.atomic():
+            return create_annotation(
+                recording,
+                by=by,
+                start_time=start_time,
+                end_time=end_time,
+                low_freq=low_freq,
+                high_freq=high_freq,
+                species=[label],
+                source=SoundEventAnnotation.Source.DETECTION,
+                detection=detection,
+                import_key=key,
+            )
+    except IntegrityError:  # the same confirmation, sent twice at once: the other one is kept
+        return SoundEventAnnotation.objects.get(recording=recording, import_key=key)
 
 
 @dataclass

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -34,6 +34,8 @@ MAX_LIMIT = 1000
 DEFAULT_MIN_SIMILARITY = 0.7
 ONE_QUERY = "give one of embedding, clip_uuid or sound_event_uuid"
 # What a search returns: target -> the kinds of item searched.
+# Sound events read per result wanted: room for the detections of other species on the same spans.
+SAME_SPAN_ROOM = 4
 TARGETS = {"clips": ("clip",), "sound_events": ("sound_event",), "both": ("clip", "sound_event")}
 DEFAULT_TARGET = "clips"
 # kind -> the request field naming a query item of that kind, and the item's name in messages.
@@ -157,18 +159,42 @@ def search_similar(
     found: list[tuple[float, str, int]] = []
     for kind in TARGETS[target]:
         nearest = nearest_clips if kind == "clip" else nearest_sound_events
-        rows = nearest(model_run.pk, dimension, query, filters, limit=limit, ef_search=ef_search)
+        # A job writes one detection a species on the same span: some of the nearest events are the same
+        # sound, collapsed below, so more are read to still fill `limit`.
+        wanted = limit if kind == "clip" else min(MAX_LIMIT, limit * SAME_SPAN_ROOM)
+        rows = nearest(model_run.pk, dimension, query, filters, limit=wanted, ef_search=ef_search)
         found += [(distance, kind, item_id) for item_id, distance in rows if distance <= max_distance]
     # Most similar first across both kinds; ties in a fixed order (clips first, then by id).
-    found = sorted(found)[:limit]
+    found.sort()
     clips = _clips([item_id for _, kind, item_id in found if kind == "clip"])
     events = sound_event_details([item_id for _, kind, item_id in found if kind == "sound_event"])
+    return _collapsed(found, clips, events, model_run, limit)
+
+
+def _collapsed(found, clips: dict, events: dict, model_run: ModelRun, limit: int) -> list:
+    """The results, at most `limit`, each sound once: a job's detections of several species on one span are one
+    result listing their species, and a detection on a clip's exact span is that clip (the same audio)."""
+    clip_spans = {(clip.recording_id, clip.start_time, clip.end_time) for clip in clips.values()}
     results: list[SearchResult | SoundEventResult] = []
+    detection_at: dict[tuple, int] = {}  # a detection's span -> its result's index
     for distance, kind, item_id in found:
         if kind == "clip" and item_id in clips:  # (not a clip deleted since the search)
-            results.append(SearchResult(clip=clips[item_id], similarity=1.0 - distance, model_run=model_run))
+            if len(results) < limit:
+                results.append(SearchResult(clip=clips[item_id], similarity=1.0 - distance, model_run=model_run))
         elif kind == "sound_event" and item_id in events:
             event, annotation_uuid, species = events[item_id]
+            span = (event.recording_id, event.start_time, event.end_time)
+            if annotation_uuid is None and span in clip_spans:
+                continue
+            if annotation_uuid is None and span in detection_at:
+                index = detection_at[span]
+                merged = tuple(dict.fromkeys(results[index].species + species))
+                results[index] = replace(results[index], species=merged)
+                continue
+            if len(results) >= limit:
+                continue
+            if annotation_uuid is None:
+                detection_at[span] = len(results)
             results.append(
                 SoundEventResult(
                     sound_event=event,

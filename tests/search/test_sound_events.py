@@ -516,3 +516,42 @@ def test_the_page_says_why_a_box_cannot_be_searched(user_client, items):
     assert "has no embedding" in response.content.decode()
     gone = user_client.get("/search/", {"sound_event": str(uuid.uuid4())})
     assert "no sound event has this UUID" in gone.content.decode()
+
+
+def test_detections_of_several_species_on_one_span_are_one_result_and_a_clips_span_is_the_clip(field_recording):
+    from echoroo.models import Clip
+
+    run = ModelRun.objects.create(name="birdnet", version="same-span", embedding_dimension=4)
+    tags = {value: Tag.objects.get_or_create(key=SPECIES, value=value)[0] for value in (BLACKBIRD, ROBIN, WREN)}
+
+    def detection(start: float, species: str, score: float) -> SoundEvent:
+        event = SoundEvent.objects.create(recording=field_recording, start_time=start, end_time=start + 3)
+        prediction = SoundEventPrediction.objects.create(sound_event=event, model_run=run)
+        SoundEventPredictionTag.objects.create(sound_event_prediction=prediction, tag=tags[species], score=score)
+        return event
+
+    clip = Clip.objects.create(recording=field_recording, start_time=0.0, end_time=3.0)
+    on_clip = detection(0.0, WREN, 0.9)
+    blackbird, robin = detection(6.0, BLACKBIRD, 0.8), detection(6.0, ROBIN, 0.7)
+    elsewhere = detection(12.0, WREN, 0.6)
+    store_embeddings("clip", np.array([clip.pk]), run.pk, np.array([[1, 0, 0, 0]], dtype=np.float32))
+    vectors = {on_clip: [1, 0, 0, 0], blackbird: [1, 0.1, 0, 0], robin: [1, 0.1, 0, 0], elsewhere: [0, 1, 0, 0]}
+    store_embeddings(
+        "sound_event", np.array([event.pk for event in vectors]), run.pk, np.array(list(vectors.values()), np.float32)
+    )
+
+    def found(target: str) -> list[tuple]:
+        results = search_similar(model_run=run, vector=[1, 0, 0, 0], target=target, min_similarity=ANY, limit=3)
+        return [
+            ("clip", result.clip.start_time)
+            if isinstance(result, SearchResult)
+            else ("event", result.sound_event.start_time, result.species)
+            for result in results
+        ]
+
+    assert found("sound_events") == [
+        ("event", 0.0, (WREN,)),
+        ("event", 6.0, (BLACKBIRD, ROBIN)),
+        ("event", 12.0, (WREN,)),
+    ]
+    assert found("both") == [("clip", 0.0), ("event", 6.0, (BLACKBIRD, ROBIN)), ("event", 12.0, (WREN,))]
