@@ -15,6 +15,7 @@ from annotations import services
 from annotations.errors import AnnotationError
 from annotations.models import AnnotationChange, SoundEventAnnotation
 from echoroo.models import SPECIES
+from inference.birdnet_formats import split_label
 
 
 class AnnotationForm(forms.ModelForm):
@@ -121,9 +122,7 @@ class SoundEventAnnotationAdmin(admin.ModelAdmin):
 
     @admin.display(description="species")
     def species(self, annotation: SoundEventAnnotation) -> str:
-        return ", ".join(
-            row.tag.value.partition("_")[2] or row.tag.value for row in annotation.tags.all() if row.tag.key == SPECIES
-        )
+        return ", ".join(split_label(row.tag.value)[1] for row in annotation.tags.all() if row.tag.key == SPECIES)
 
     @admin.display(description="history")
     def history(self, annotation: SoundEventAnnotation) -> str:

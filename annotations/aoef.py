@@ -41,6 +41,7 @@ from annotations.models import SoundEventAnnotation
 from annotations.services import ImportedAnnotation, ImportResult, add_imported, box_errors, tag_pairs, with_tags
 from annotations.species import SpeciesNames
 from echoroo.models import SPECIES, Dataset, Recording
+from inference.runtimes.base import Label
 
 SCIENTIFIC_NAME_KEYS = {
     "dwc:scientificname",
@@ -423,7 +424,7 @@ def _species_and_tags(
                 (found for _, value in common if (found := names.label(f"{name}_{value}"))), None
             )
             (labels if label else unknown).append(label or name)
-        said = {label.partition("_")[2].casefold() for label in labels}
+        said = {Label.parse(label).common_name.casefold() for label in labels}
         free.extend((key, value) for key, value in common if value.casefold() not in said)
     else:
         for _, value in common:
@@ -515,10 +516,10 @@ def _aoef_tags(annotation: SoundEventAnnotation) -> list[data.Tag]:
     for row in annotation.tags.all():
         key, value = row.tag.key, row.tag.value
         if key == SPECIES:
-            scientific, _, common = value.partition("_")
-            tags.append(data.Tag(term=terms.scientific_name, value=scientific))
-            if common:
-                tags.append(data.Tag(term=terms.common_name, value=common))
+            label = Label.parse(value)
+            tags.append(data.Tag(term=terms.scientific_name, value=label.scientific_name))
+            if label.common_name:
+                tags.append(data.Tag(term=terms.common_name, value=label.common_name))
         else:
             # A term of the key's own name, so that the file keeps the key exactly (not a registered alias's term).
             tags.append(data.Tag(term=data.Term(name=key, label=key, definition="Unknown"), value=value))

@@ -14,6 +14,7 @@ from django.conf import settings
 from echoroo.models import SPECIES, Tag
 from inference.birdnet_formats import ebird_codes
 from inference.runtimes import available_runtimes, runtime_class
+from inference.runtimes.base import Label
 
 
 @cache
@@ -37,8 +38,8 @@ class SpeciesNames:
         self.by_name: dict[str, str | None] = {}
         ambiguous: set[str] = set()
         for label in sorted(labels):
-            scientific, _, common = label.partition("_")
-            for name in {label, scientific, common} - {""}:
+            parsed = Label.parse(label)
+            for name in {label, parsed.scientific_name, parsed.common_name} - {""}:
                 key = name.casefold()
                 if key in self.by_name and self.by_name[key] != label:
                     ambiguous.add(key)
@@ -65,7 +66,8 @@ def matching(prefix: str, *, limit: int = 20) -> list[str]:
     labels = sorted(set(model_labels()) | set(Tag.objects.filter(key=SPECIES).values_list("value", flat=True)))
     starts, holds = [], []
     for label in labels:
-        names = [part.casefold() for part in label.partition("_")[::2] if part]
+        parsed = Label.parse(label)
+        names = [part.casefold() for part in (parsed.scientific_name, parsed.common_name) if part]
         if any(name.startswith(wanted) for name in names) or label.casefold().startswith(wanted):
             starts.append(label)
         elif wanted in label.casefold():

@@ -21,6 +21,7 @@ from echoroo.models import ClipPredictionTag, Dataset, Recording
 from echoroo.spectrogram import SpectrogramParams
 from inference.models import InferenceJob
 from inference.queries import job_predictions, recording_jobs
+from inference.runtimes.base import Label
 from reports.browsing import RecordingFilters, cursor_of, neighbours
 from validation.models import ThresholdSet, Verdict
 
@@ -57,8 +58,8 @@ def may_start_jobs(user) -> bool:
 
 def species_names(value: str) -> tuple[str, str]:
     """(common name, scientific name) of a species tag: BirdNET writes "Scientific_Common", others one name."""
-    scientific, _, common = value.partition("_")
-    return (common, scientific) if common else (value, "")
+    label = Label.parse(value)
+    return (label.common_name, label.scientific_name) if label.common_name else (value, "")
 
 
 def clock(seconds: float) -> str:

@@ -23,6 +23,8 @@ from functools import cache
 from pathlib import Path, PurePosixPath
 from typing import NamedTuple
 
+from inference.runtimes.base import Label
+
 RAVEN_HEADER = (
     "Selection",
     "View",
@@ -139,8 +141,8 @@ def species_code(label: str) -> str:
 def split_label(label: str) -> tuple[str, str]:
     """ "Scientific_Common" (BirdNET) -> (scientific, common); a bare class name (Perch) stands for both names,
     as BirdNET-Analyzer writes it."""
-    scientific_name, _, common_name = label.partition("_")
-    return scientific_name, common_name or scientific_name
+    parsed = Label.parse(label)
+    return parsed.scientific_name, parsed.common_name or parsed.scientific_name
 
 
 def seconds(time_s: float) -> str:

@@ -21,6 +21,7 @@ from django.db import connection
 from django.db.models import Count, F, Func, IntegerField, Max, Min, Q, QuerySet
 from django.db.models.functions import TruncDate, TruncTime
 
+from inference.birdnet_formats import split_label
 from reports.selection import ReportError, Selection, detected_at, detections, parse_date
 
 # What a summary sorts by ("-" first for descending), and the SQL it sorts on (in the queries below).
@@ -85,8 +86,7 @@ class SummaryRow:
     @property
     def names(self) -> tuple[str, str]:
         """(scientific name, common name); a bare class name (Perch) is both."""
-        scientific, _, common = self.species.partition("_")
-        return scientific, common or scientific
+        return split_label(self.species)
 
 
 def filters_from(params: Mapping[str, str]) -> SummaryFilters:

@@ -16,6 +16,7 @@ from echoroo.models import SPECIES, Clip, ClipPredictionTag, ModelRun, Tag
 from echoroo.pages import species_names
 from inference.models import InferenceJob
 from inference.runtimes import available_runtimes, runtime_class
+from inference.runtimes.base import Label
 from validation import services
 from validation.calibration import MIN_EACH, NoFit, TooFewVerdicts, calibrate
 from validation.calibration_plot import score_text
@@ -41,7 +42,7 @@ def other_species_tag(job: InferenceJob, name: str) -> Tag:
         raise services.ValidationError({"other_species": "name the species it is instead"})
     labels = model_labels(job.model_run)
     if name not in labels:
-        named = [label for label in labels if label.partition("_")[0] == name]
+        named = [label for label in labels if Label.parse(label).scientific_name == name]
         if len(named) != 1:
             raise services.ValidationError(
                 {"other_species": f"{name!r} is not one of {job.model_run.name}'s labels: pick one from the list"}
