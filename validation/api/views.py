@@ -14,12 +14,13 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import SAFE_METHODS, BasePermission, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from echoroo.api.pagination import NewestFirstCursorPagination
+from echoroo.api.parsers import GuardedJSONParser
 from echoroo.api.permissions import OwnerOrStaffMayChange
 from validation import services
 from validation.api.errors import calibration_refused
@@ -173,7 +174,7 @@ class ThresholdSetViewSet(viewsets.ModelViewSet):
         detail=False,
         methods=["post"],
         url_path="import",
-        parser_classes=[MultiPartParser, FormParser, JSONParser],
+        parser_classes=[MultiPartParser, FormParser, GuardedJSONParser],
         serializer_class=ThresholdSetImportSerializer,
     )
     def import_csv(self, request) -> Response:
