@@ -34,6 +34,11 @@ class InferenceJob(JobLifecycle, models.Model):
     total_clips = models.PositiveIntegerField(default=0)
     processed_clips = models.PositiveIntegerField(default=0)
     error_message = models.TextField(blank=True)
+    activity = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="What a worker is doing for the job that progress does not count, e.g. preparing the model.",
+    )
     config = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
