@@ -27,6 +27,10 @@ def by_uuid(queryset=None, **kwargs) -> serializers.SlugRelatedField:
     return serializers.SlugRelatedField(slug_field="uuid", queryset=queryset, **kwargs)
 
 
+class NoBodySerializer(serializers.Serializer):
+    """An action that reads no body (start, retry, apply): the browsable API shows a bare button, not a form."""
+
+
 class LocatedSerializer(serializers.ModelSerializer):
     # Latitude and longitude in range and given together, as the database requires,
     # so that a bad location is a 400 naming the field rather than an IntegrityError.

@@ -77,12 +77,28 @@ class InferenceConfigSerializer(serializers.Serializer):
 
 
 @extend_schema_field(InferenceConfigSerializer)
-class ConfigField(serializers.DictField):
+class ConfigField(serializers.JSONField):
     """The config as given, checked by the service (which knows the model's window); read back as the job's
-    typed settings (InferenceJob.settings), every setting with its value."""
+    typed settings (InferenceJob.settings), every setting with its value.
+
+    A JSON field, so that the browsable API's form has a box to type the settings in as JSON; blank there is {}.
+    """
+
+    # (braces doubled: DRF formats its messages)
+    default_error_messages = {
+        "not_an_object": 'must be a JSON object of settings, e.g. {{"confidence_threshold": 0.25}}'
+    }
 
     def get_attribute(self, job: InferenceJob) -> dict:
         return job.settings.as_json()
+
+    def to_internal_value(self, data) -> dict:
+        if isinstance(data, str) and not data.strip():
+            return {}
+        value = super().to_internal_value(data)
+        if not isinstance(value, dict):
+            self.fail("not_an_object")
+        return value
 
 
 @extend_schema_field({"type": "string", "enum": available_runtimes()})
@@ -115,7 +131,10 @@ class InferenceJobSerializer(serializers.ModelSerializer):
 
     model_name = ModelNameField(write_only=True, help_text="The model to run.")
     model_version = serializers.CharField(
-        write_only=True, default="latest", help_text='The model\'s version; "latest" is the one installed.'
+        write_only=True,
+        default="latest",
+        allow_blank=True,
+        help_text='The model\'s version; "latest" (or blank) is the one installed.',
     )
     dataset_uuid = by_uuid(
         Dataset.objects.all(),
@@ -133,7 +152,7 @@ class InferenceJobSerializer(serializers.ModelSerializer):
         help_text="Run on this recording only (give this or dataset_uuid).",
         error_messages={"does_not_exist": "no recording has the uuid {value}"},
     )
-    config = ConfigField(required=False, default=dict)
+    config = ConfigField(required=False, default=dict, style={"base_template": "textarea.html", "rows": 4})
     start = serializers.BooleanField(
         write_only=True, default=False, help_text="Start the job as soon as it is created (else it stays pending)."
     )

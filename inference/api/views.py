@@ -16,7 +16,7 @@ from rest_framework.response import Response
 from annotations.api.job_evaluation import JobAnnotationEvaluationActions
 from echoroo.api.filters import WindowDetectionFilter, chosen_threshold_set
 from echoroo.api.pagination import OldestFirstCursorPagination
-from echoroo.api.serializers import PREDICTION_ROW, ClipPredictionSerializer
+from echoroo.api.serializers import PREDICTION_ROW, ClipPredictionSerializer, NoBodySerializer
 from echoroo.models import ClipPrediction
 from inference import services
 from inference.api.errors import as_api_error
@@ -72,6 +72,8 @@ class InferenceJobViewSet(
             return InferenceJobSerializer
         if self.action == "detections":
             return ClipPredictionSerializer
+        if self.action in ("start", "retry"):
+            return NoBodySerializer
         return InferenceJobDetailSerializer
 
     def perform_create(self, serializer: InferenceJobSerializer) -> None:
@@ -92,7 +94,7 @@ class InferenceJobViewSet(
     @action(detail=True, methods=["post"])
     def start(self, request, uuid=None) -> Response:
         job = self._call(services.start_job, self.get_object())
-        return Response(self.get_serializer(job).data, status=status.HTTP_202_ACCEPTED)
+        return Response(self._detail(job), status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(
         summary="Run again the recordings that failed or were cancelled",
@@ -103,7 +105,7 @@ class InferenceJobViewSet(
     @action(detail=True, methods=["post"])
     def retry(self, request, uuid=None) -> Response:
         job = self._call(services.retry_failed, self.get_object())
-        return Response(self.get_serializer(job).data, status=status.HTTP_202_ACCEPTED)
+        return Response(self._detail(job), status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(
         summary="The job's window detections",
@@ -130,6 +132,10 @@ class InferenceJobViewSet(
         page = self.paginate_queryset(self.filter_queryset(self.get_queryset().filter(job=job)))
         context = {**self.get_serializer_context(), "threshold_set": chosen_threshold_set(request)}
         return self.get_paginated_response(self.get_serializer(page, many=True, context=context).data)
+
+    def _detail(self, job: InferenceJob) -> dict:
+        """The job as its detail answers it (start and retry read no body: their serializer is NoBodySerializer)."""
+        return InferenceJobDetailSerializer(job, context=self.get_serializer_context()).data
 
     def _call(self, service, job: InferenceJob) -> InferenceJob:
         """Start or retry a job as the requesting user; a job in the wrong state is a 409."""

@@ -1,0 +1,77 @@
+"""The browsable API as a person uses it: the forms it shows, what they accept, its root, and getting a token."""
+
+from __future__ import annotations
+
+import pytest
+from rest_framework.test import APIClient
+
+from inference import services
+from inference.config import InferenceConfig
+from inference.models import InferenceJob
+
+pytestmark = pytest.mark.django_db
+
+JOBS = "/api/v1/inference/jobs/"
+HTML = {"HTTP_ACCEPT": "text/html"}
+
+
+@pytest.fixture
+def client(user) -> APIClient:
+    client = APIClient()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def job(field_dataset, user) -> InferenceJob:
+    return services.create_job(model_name="birdnet", dataset=field_dataset, by=user)
+
+
+def test_the_start_page_shows_a_bare_button_not_the_creation_form(client, job):
+    for action in ("start", "retry"):
+        page = client.get(f"{JOBS}{job.uuid}/{action}/", **HTML).content.decode()
+        assert 'name="model_name"' not in page and 'name="config"' not in page, action
+        assert 'method="POST"' in page or 'method="post"' in page.lower(), action
+
+
+def test_start_ignores_a_form_body_and_answers_the_job_with_its_recordings(
+    client, job, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(f"{JOBS}{job.uuid}/start/", {"model_name": "perch"}, format="multipart")
+    assert response.status_code == 202, response.content
+    body = response.json()
+    assert body["status"] == "running" and body["model_run"]["name"] == "birdnet"
+    assert body["recordings"]["pending"] == 2
+
+
+def test_a_blank_model_version_is_the_latest(client, field_dataset):
+    response = client.post(
+        JOBS, {"model_name": "birdnet", "model_version": "", "dataset_uuid": str(field_dataset.uuid)}, format="json"
+    )
+    assert response.status_code == 201, response.content
+    assert InferenceJob.objects.get(uuid=response.json()["uuid"]).model_run.name == "birdnet"
+
+
+def test_the_creation_form_has_a_box_for_the_config_as_json(client, db):
+    page = client.get(JOBS, **HTML).content.decode()
+    assert '<textarea name="config"' in page
+
+
+def test_the_html_form_sets_the_config_as_json_and_blank_is_the_defaults(client, field_dataset):
+    form = {"model_name": "birdnet", "model_version": "", "dataset_uuid": str(field_dataset.uuid)}
+    typed = client.post(JOBS, {**form, "config": '{"confidence_threshold": 0.25, "overlap": 1}'}, **HTML)
+    assert typed.status_code == 201, typed.content
+    settings = InferenceJob.objects.latest("created_at").settings
+    assert (settings.confidence_threshold, settings.overlap) == (0.25, 1.0)
+    blank = client.post(JOBS, {**form, "config": ""}, format="multipart")
+    assert blank.status_code == 201, blank.content
+    assert InferenceJob.objects.latest("created_at").settings == InferenceConfig()
+
+
+@pytest.mark.parametrize("config", ["[1, 2]", '"overlap"', "{not json"])
+def test_a_config_that_is_not_a_json_object_is_a_400_naming_config_and_writes_nothing(client, field_dataset, config):
+    form = {"model_name": "birdnet", "dataset_uuid": str(field_dataset.uuid), "config": config}
+    response = client.post(JOBS, form, format="multipart")
+    assert response.status_code == 400 and "config" in response.json(), response.content
+    assert not InferenceJob.objects.exists()
