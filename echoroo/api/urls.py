@@ -5,6 +5,8 @@ from rest_framework.routers import DefaultRouter
 from echoroo.api import views
 
 router = DefaultRouter()
+# The API's root is echoroo.api.root, listing every app's routes, not only these.
+router.include_root_view = False
 router.register("datasets", views.DatasetViewSet, basename="dataset")
 router.register("sites", views.SiteViewSet, basename="site")
 router.register("recordings", views.RecordingViewSet, basename="recording")

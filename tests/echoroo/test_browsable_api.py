@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from rest_framework.test import APIClient
 
@@ -75,3 +77,57 @@ def test_a_config_that_is_not_a_json_object_is_a_400_naming_config_and_writes_no
     response = client.post(JOBS, form, format="multipart")
     assert response.status_code == 400 and "config" in response.json(), response.content
     assert not InferenceJob.objects.exists()
+
+
+def test_the_api_root_links_every_part_of_the_api(client, db):
+    from django.urls import get_resolver
+
+    body = client.get("/api/v1/").json()
+    linked = {url.split("/api/v1/", 1)[1].split("/")[0] for url in body.values() if "/api/v1/" in url}
+    # Every first segment of a route under /api/v1/, whichever app includes it, is linked from the root.
+    segments = set()
+
+    def walk(patterns, prefix: str) -> None:
+        for pattern in patterns:
+            route = prefix + str(pattern.pattern).lstrip("^")
+            if hasattr(pattern, "url_patterns"):
+                walk(pattern.url_patterns, route)
+            elif route.startswith("api/v1/") and route != "api/v1/":
+                segments.add(re.match(r"[\w-]*", route.removeprefix("api/v1/")).group())
+
+    walk(get_resolver().url_patterns, "")
+    assert {"inference", "embeddings", "search", "classifiers", "datasets"} <= segments
+    assert segments - linked == set()
+    assert body["docs"].endswith("/api/docs/") and body["auth-token"].endswith("/api/v1/auth/token/")
+    for name, url in body.items():
+        # (some need a query: a 400 naming it; those that only take a POST: 405)
+        assert client.get(url).status_code in (200, 400, 405), name
+
+
+def test_there_is_one_api_root_and_the_breadcrumbs_name_it_once(client, job):
+    assert client.get("/api/v1/inference/").status_code == 404
+    page = client.get(f"{JOBS}{job.uuid}/", **HTML).content.decode()
+    breadcrumbs = page[page.index('class="breadcrumb"') : page.index("</ul>", page.index('class="breadcrumb"'))]
+    assert breadcrumbs.count("Echoroo ML API") == 1 and "Api Root" not in breadcrumbs
+    assert 'href="/api/v1/"' in breadcrumbs and 'href="/api/v1/inference/jobs/"' in breadcrumbs
+
+
+def test_a_token_is_had_for_a_username_and_password_and_opens_the_api(user, db):
+    anonymous = APIClient()
+    assert anonymous.get("/api/v1/datasets/").status_code in (401, 403)
+    wrong = anonymous.post("/api/v1/auth/token/", {"username": user.username, "password": "not it"}, format="json")
+    assert wrong.status_code == 400 and "token" not in wrong.json()
+    response = anonymous.post(
+        "/api/v1/auth/token/", {"username": user.username, "password": "pw-ecologist-1"}, format="json"
+    )
+    assert response.status_code == 200, response.content
+    token = response.json()["token"]
+    assert APIClient().get("/api/v1/datasets/", HTTP_AUTHORIZATION=f"Token {token}").status_code == 200
+    form = APIClient().post("/api/v1/auth/token/", {"username": user.username, "password": "pw-ecologist-1"})
+    assert form.json()["token"] == token
+
+
+def test_the_token_endpoint_refuses_deeply_nested_json_with_a_400(db):
+    body = "[" * 10_000 + "]" * 10_000
+    response = APIClient().post("/api/v1/auth/token/", body, content_type="application/json")
+    assert response.status_code == 400
