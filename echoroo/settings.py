@@ -104,6 +104,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost: they see every answer, those of the middleware below included (echoroo/middleware.py).
+    "echoroo.middleware.DebugPagesForThisMachineOnly",
+    "echoroo.middleware.DatabaseUnavailable",
     "django.middleware.security.SecurityMiddleware",
     # A NUL (%00) in a query string or form is a 400 before any view or query sees it.
     "echoroo.query_guard.RefuseNulMiddleware",
@@ -249,5 +252,13 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"pgserver": {"level": "WARNING"}},
+    "filters": {
+        # django-q2 logs "Enqueued [echoroo] 6" for every task queued: a broker id that tells the person running a
+        # command, or reading the server's log, nothing.
+        "not_enqueued": {
+            "()": "django.utils.log.CallbackFilter",
+            "callback": lambda record: not record.getMessage().startswith("Enqueued"),
+        }
+    },
+    "loggers": {"pgserver": {"level": "WARNING"}, "django-q": {"filters": ["not_enqueued"]}},
 }
