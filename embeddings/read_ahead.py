@@ -6,13 +6,11 @@ transaction (see in_transaction()).
 
 from __future__ import annotations
 
-import queue
-import threading
 from collections.abc import Callable, Iterator
 
 from django.db import connection
 
-_DONE = object()
+from echoroo.read_ahead import made_ahead
 
 
 def in_transaction() -> bool:
@@ -20,38 +18,5 @@ def in_transaction() -> bool:
 
 
 def read_ahead_in_thread(produce: Callable[[], Iterator], depth: int) -> Iterator:
-    """The items of produce(), made by a thread up to `depth` ahead of the consumer."""
-    ready: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def put(item) -> bool:
-        while not stop.is_set():
-            try:
-                ready.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def work() -> None:
-        try:
-            for item in produce():
-                if not put(item):
-                    return
-            put(_DONE)
-        except BaseException as error:  # handed to the consumer, which raises it
-            put(error)
-        finally:
-            connection.close()  # this thread's own connection
-
-    thread = threading.Thread(target=work, name="read-ahead", daemon=True)
-    thread.start()
-    try:
-        while (item := ready.get()) is not _DONE:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        # The consumer stopped (done, cancelled, out of time, failed): the thread stops at its next item.
-        stop.set()
-        thread.join()
+    """The items of produce(), read by a thread (with its own connection, closed at its end) up to `depth` ahead."""
+    return made_ahead(produce, depth, name="read-ahead", on_exit=connection.close)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import queue
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from echoroo import audio
+from echoroo.read_ahead import made_ahead
 from inference.config import InferenceConfig
 from inference.runtimes.base import ModelRuntime
 from inference.selection import Selection, WindowOutputs, storage_floor
@@ -168,42 +167,6 @@ class DetectionMerger:
         return finished
 
 
-_DONE = object()
-
-
 def _prefetched(batches: Iterator) -> Iterator:
     """Iterate `batches` produced by a background thread, a few ahead of the consumer."""
-    buffer: queue.Queue = queue.Queue(maxsize=PREFETCH_BATCHES)
-    stop = threading.Event()
-
-    def hand_over(item) -> bool:
-        while not stop.is_set():
-            try:
-                buffer.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for item in batches:
-                if not hand_over(item):
-                    return
-            hand_over(_DONE)
-        except BaseException as error:  # handed to the consumer, which re-raises it
-            hand_over(error)
-
-    producer = threading.Thread(target=produce, name="audio-producer", daemon=True)
-    producer.start()
-    try:
-        while True:
-            item = buffer.get()
-            if item is _DONE:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        producer.join(timeout=5)
+    return made_ahead(lambda: batches, PREFETCH_BATCHES, name="audio-producer")
