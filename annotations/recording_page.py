@@ -62,19 +62,21 @@ def band_text(low_hz: float | None, high_hz: float | None) -> str:
     return f"{low_hz / 1000:.1f}–{high_hz / 1000:.1f} kHz"
 
 
-def placed(row: dict, view_from: float, view_to: float, top_hz: float) -> dict:
-    """The box's CSS position over the view, in percent: time from left, frequency from the top (the image's top is
-    `top_hz`, linear down to 0 Hz); an annotation without a band spans the whole height."""
+def placed(row: dict, view_from: float, view_to: float, top_hz: float, bottom_hz: float = 0.0) -> dict:
+    """The box's CSS position over the view, in percent: time from left, frequency from the top (the image spans
+    `top_hz` down to `bottom_hz`, linearly); an annotation without a band spans the whole height, and a band outside
+    the image's is drawn at its top or bottom edge, MIN_HEIGHT_PCT high, so it can be clicked."""
     span = view_to - view_from
     left = max(row["start_time"], view_from)
     right = min(row["end_time"], view_to)
     if row["low_freq"] is None or row["high_freq"] is None:
         top_pct, height_pct = 0.0, 100.0
     else:
-        high = min(max(row["high_freq"], 0.0), top_hz)
-        low = min(max(row["low_freq"], 0.0), high)
-        top_pct = 100 * (1 - high / top_hz)
-        height_pct = max(100 * (high - low) / top_hz, MIN_HEIGHT_PCT)
+        band = top_hz - bottom_hz
+        high = min(max(row["high_freq"], bottom_hz), top_hz)
+        low = min(max(row["low_freq"], bottom_hz), high)
+        top_pct = 100 * (top_hz - high) / band
+        height_pct = max(100 * (high - low) / band, MIN_HEIGHT_PCT)
         top_pct = min(top_pct, 100 - height_pct)
     return {
         "left_pct": f"{100 * (left - view_from) / span:.3f}",
@@ -138,9 +140,16 @@ def decorated(row: dict, user, clock, recording_url) -> dict:
 
 
 def annotations_context(
-    recording: Recording, view_from: float, view_to: float, top_hz: float, user, clock, recording_url
+    recording: Recording,
+    view_from: float,
+    view_to: float,
+    top_hz: float,
+    user,
+    clock,
+    recording_url,
+    bottom_hz: float = 0.0,
 ) -> dict:
-    """The annotations the recording page draws in its view and lists below it.
+    """The annotations the recording page draws in its view (`top_hz` to `bottom_hz` high) and lists below it.
 
     The list is the recording's first MAX_LISTED annotations by time; the boxes, those of the view:
     read from the list when it holds every annotation (one query), else by a query of their own.
@@ -160,7 +169,9 @@ def annotations_context(
     drawn = []
     for row in overlapping[:MAX_DRAWN]:
         shown = by_uuid.get(str(row["uuid"])) or decorated(row, user, clock, recording_url)
-        drawn.append({**shown, **placed(row, view_from, view_to, top_hz), "mine": row["created_by_id"] == user.pk})
+        drawn.append(
+            {**shown, **placed(row, view_from, view_to, top_hz, bottom_hz), "mine": row["created_by_id"] == user.pk}
+        )
     drawn_uuids = {box["uuid"] for box in drawn}
     for row in listed:
         row["in_view"] = row["uuid"] in drawn_uuids

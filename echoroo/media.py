@@ -17,14 +17,19 @@ from django.views.decorators.http import require_GET
 
 from echoroo.audio import END_TOLERANCE_S, AudioError, load_segment
 from echoroo.models import Clip, Recording
-from echoroo.spectrogram import SpectrogramParams, render_png
+from echoroo.spectrogram import SpectrogramParams, fft_size_for_band, render_png
 
 # Longest range one spectrogram image or one WAV may cover: bounds the memory and time of a request.
 MAX_SPECTROGRAM_S = 120.0
 MAX_CLIP_AUDIO_S = 600.0
-# A recording range is drawn at this many pixels a second (60 s: 1,200 px); a clip at a fixed width.
+# A recording range is drawn at this many pixels a second (60 s: 1,200 px) unless ?width= says how wide;
+# a clip at a fixed size.
 RECORDING_PX_PER_S = 20
+MAX_WIDTH_PX = 2400
 CLIP_PARAMS = SpectrogramParams(width_px=240, height_px=128)
+# ?context= plays this many seconds at most before and after a clip; the pages offer PLAY_CONTEXT_S.
+MAX_CONTEXT_S = 5.0
+PLAY_CONTEXT_S = 1.0
 # Cached files are named after the audio's content, so they never go stale: browsers may keep them.
 CACHE_CONTROL = "private, max-age=86400"
 
@@ -111,18 +116,46 @@ def byte_range(header: str, length: int) -> tuple[int, int] | None | bool:
     return first, length - 1 if last == "" else min(int(last), length - 1)
 
 
+def number_param(request: HttpRequest, name: str, default: float | None) -> float | None:
+    """A number (seconds, hertz, pixels) from the query string; ValueError naming the parameter if it is not one."""
+    text = request.GET.get(name)
+    if text is None or text == "":
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a number, not {text[:20]!r}")
+    return value
+
+
 @require_GET
 @login_required_401
 def clip_audio(request: HttpRequest, uuid) -> HttpResponse:
-    """A clip's audio as 16-bit PCM WAV at the recording's own rate; answers Range requests with 206."""
+    """A clip's audio as 16-bit PCM WAV at the recording's own rate; answers Range requests with 206.
+
+    ?context=1 adds a second of the recording before and after the clip (as much as there is at its ends).
+    """
     clip = get_object_or_404(Clip.objects.select_related("recording"), uuid=uuid)
     recording = clip.recording
+    try:
+        context_s = number_param(request, "context", 0.0)
+    except ValueError as error:
+        return HttpResponseBadRequest(f"{error}.", content_type="text/plain")
+    if not 0 <= context_s <= MAX_CONTEXT_S:
+        return HttpResponseBadRequest(
+            f"context is the seconds played before and after the clip: from 0 to {MAX_CONTEXT_S:g}, not {context_s:g}.",
+            content_type="text/plain",
+        )
     problem = check_range(recording, clip.start_time, clip.end_time, MAX_CLIP_AUDIO_S)
     if problem:
         return HttpResponseBadRequest(f"This clip cannot be played: {problem}.", content_type="text/plain")
+    start_s = max(clip.start_time - context_s, 0.0)
+    end_s = min(clip.end_time + context_s, recording.duration)
     path = audio_path(recording)
     try:
-        samples = load_segment(path, clip.start_time, min(clip.end_time, recording.duration))
+        samples = load_segment(path, start_s, end_s)
     except AudioError as error:
         raise Http404(str(error)) from error
     body = wav_bytes(samples, recording.samplerate)
@@ -166,21 +199,55 @@ def png_response(path: Path) -> FileResponse:
     return response
 
 
+def default_top_hz(recording: Recording) -> float:
+    """The top of a recording's spectrogram unless asked otherwise: 16 kHz, or its Nyquist frequency if lower."""
+    return min(recording.samplerate / 2, SpectrogramParams.max_freq_hz)
+
+
+def band_problem(recording: Recording, min_freq_hz: float, max_freq_hz: float) -> str | None:
+    """Why [min_freq, max_freq] Hz cannot be drawn from this recording, or None when it can."""
+    nyquist = recording.samplerate / 2
+    if min_freq_hz < 0:
+        return f"min_freq is {min_freq_hz:g} Hz; it starts at 0"
+    if max_freq_hz > nyquist:
+        return f"max_freq is {max_freq_hz:g} Hz, above this recording's highest frequency ({nyquist:g} Hz)"
+    if min_freq_hz >= max_freq_hz:
+        return f"min_freq ({min_freq_hz:g} Hz) must be below max_freq ({max_freq_hz:g} Hz)"
+    return None
+
+
 @require_GET
 @login_required_401
 def recording_spectrogram(request: HttpRequest, uuid) -> HttpResponse:
-    """The spectrogram of ?start=&end= seconds of a recording (default: its first minute), at most 120 s."""
+    """The spectrogram of ?start=&end= seconds of a recording (default: its first minute), at most 120 s.
+
+    ?width= is the image's width in pixels (default 20 a second); ?min_freq= and ?max_freq= the band drawn in Hz
+    (default 0 to 16 kHz, or to the recording's highest frequency if lower). The image is 256 pixels high.
+    """
     recording = get_object_or_404(Recording, uuid=uuid)
     try:
-        start_s = float(request.GET.get("start", 0))
-        end_s = float(request.GET.get("end", min(60.0, recording.duration)))
-    except ValueError:
-        return HttpResponseBadRequest("start and end must be numbers of seconds.", content_type="text/plain")
-    problem = check_range(recording, start_s, end_s, MAX_SPECTROGRAM_S)
+        start_s = number_param(request, "start", 0.0)
+        end_s = number_param(request, "end", min(60.0, recording.duration))
+        width = number_param(request, "width", None)
+        min_freq_hz = number_param(request, "min_freq", 0.0)
+        max_freq_hz = number_param(request, "max_freq", default_top_hz(recording))
+    except ValueError as error:
+        return HttpResponseBadRequest(f"No spectrogram: {error}.", content_type="text/plain")
+    problem = check_range(recording, start_s, end_s, MAX_SPECTROGRAM_S) or band_problem(
+        recording, min_freq_hz, max_freq_hz
+    )
+    if not problem and width is not None and not (width == int(width) and 1 <= width <= MAX_WIDTH_PX):
+        problem = f"width is the image's width in pixels: a whole number from 1 to {MAX_WIDTH_PX}, not {width:g}"
     if problem:
         return HttpResponseBadRequest(f"No spectrogram: {problem}.", content_type="text/plain")
     end_s = min(end_s, recording.duration)
-    params = SpectrogramParams(width_px=max(1, round((end_s - start_s) * RECORDING_PX_PER_S)))
+    width_px = int(width) if width is not None else max(1, round((end_s - start_s) * RECORDING_PX_PER_S))
+    params = SpectrogramParams(
+        width_px=width_px,
+        min_freq_hz=min_freq_hz,
+        max_freq_hz=max_freq_hz,
+        n_fft=fft_size_for_band(recording.samplerate, min_freq_hz, max_freq_hz, SpectrogramParams.height_px),
+    )
     return png_response(spectrogram_file(recording, start_s, end_s, params))
 
 

@@ -16,17 +16,15 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from annotations.recording_page import annotations_context
-from echoroo.media import RECORDING_PX_PER_S
+from echoroo.media import PLAY_CONTEXT_S
 from echoroo.models import ClipPredictionTag, Dataset, Recording
-from echoroo.spectrogram import SpectrogramParams
+from echoroo.recording_view import VIEW_HEIGHT_PX, length_text, recording_view
 from inference.models import InferenceJob
 from inference.queries import job_predictions, recording_jobs
 from inference.runtimes.base import Label
 from reports.browsing import RecordingFilters, cursor_of, neighbours
 from validation.models import ThresholdSet, Verdict
 
-# The recording page shows this much of the spectrogram at a time; prev/next step by it.
-VIEW_S = 60.0
 DETECTIONS_PER_PAGE = 50
 # Detections drawn over one view at most (the table pages through all of them); lanes stacked at most.
 MAX_BOXES = 300
@@ -208,20 +206,6 @@ def pick_job(recording: Recording, wanted: str) -> tuple[InferenceJob | None, li
     return job, jobs, False
 
 
-def view_start(request: HttpRequest, duration_s: float) -> float:
-    """Where the view begins: the VIEW_S-long page holding ?t= (the first one by default)."""
-    try:
-        wanted = float(request.GET.get("t", 0))
-    except ValueError:
-        wanted = 0.0
-    if not math.isfinite(wanted):
-        wanted = 0.0
-    wanted = min(max(wanted, 0.0), duration_s)
-    start = math.floor(wanted / VIEW_S) * VIEW_S
-    # A time at the very end belongs to the last page, not to an empty one after it.
-    return start - VIEW_S if start >= duration_s and start > 0 else start
-
-
 def boxes(rows: list[dict], view_from: float, view_to: float) -> list[dict]:
     """One box per clip, placed in percent of the view, holding its detections' labels (best first).
 
@@ -309,16 +293,16 @@ def decorate(row: dict, job: InferenceJob) -> dict:
 @require_GET
 @page_login_required
 def recording_page(request: HttpRequest, recording_uuid) -> HttpResponse:
-    """A recording: a minute of spectrogram with the detections drawn on it, a player, and the detections table."""
+    """A recording: a view of its spectrogram (a minute by default) with the detections and annotations drawn on it,
+    a player, and the detections table."""
     recording = get_object_or_404(Recording.objects.select_related("dataset", "site"), uuid=recording_uuid)
-    duration = recording.duration
-    view_from = view_start(request, duration)
-    view_to = min(view_from + VIEW_S, duration)
+    view = recording_view(recording, request.GET)
+    view_from, view_to = view.from_s, view.to_s
     given, condition = detection_filters(request)
     job, jobs, unknown_job = pick_job(recording, given["job"])
     for choice in jobs:
         choice.label = job_label(choice)
-    # Links (other minutes, pages, the table's times) stay on the job shown, even once a newer job follows.
+    # Links (other views, pages, the table's times) stay on the job shown, even once a newer job follows.
     given["job"] = str(job.uuid) if job else ""
     threshold_set, threshold_set_names, unknown_thresholds = pick_threshold_set(given["thresholds"])
     if unknown_thresholds:
@@ -337,42 +321,44 @@ def recording_page(request: HttpRequest, recording_uuid) -> HttpResponse:
 
     filters = {name: value for name, value in given.items() if value}
     # The dataset's list this recording was opened from (its filters and order): the previous and next recordings
-    # are those of that list, and every link here keeps it.
+    # are those of that list, and every link here keeps it, and the view's length and band.
     browse, _ = RecordingFilters.from_query(request.GET)
     list_params = browse.params()
     filters.update(list_params)
+    filters.update(view.params)
     previous_recording, next_recording = neighbours(recording, browse)
-    step = {"prev": view_from - VIEW_S if view_from > 0 else None, "next": view_to if view_to < duration else None}
-    max_freq_hz = min(recording.samplerate / 2, SpectrogramParams.max_freq_hz)
     # The sound event annotations: boxes over the view (time and band) and the list below it.
     annotations = annotations_context(
         recording,
         view_from,
         view_to,
-        max_freq_hz,
+        view.max_freq_hz,
         request.user,
         clock=clock,
         recording_url=lambda start_s, **params: recording_url(recording.uuid, start_s, **filters, **params),
+        bottom_hz=view.min_freq_hz,
     )
-    spectrogram_url = (
-        reverse("recording-spectrogram", args=[recording.uuid])
-        + "?"
-        + urlencode({"start": f"{view_from:g}", "end": f"{view_to:g}"})
-    )
+    zoom = {step: view.zoomed(step) for step in (-1, 1)}
+    step = {"prev": view.previous_from, "next": view.next_from}
     context = {
         "recording": recording,
+        "view": view,
         "view_from": view_from,
         "view_to": view_to,
         "view_clock": f"{clock(view_from)} – {clock(view_to)}",
-        "spectrogram_url": spectrogram_url,
-        "spectrogram_width": max(1, round((view_to - view_from) * RECORDING_PX_PER_S)),
-        "max_freq_hz": max_freq_hz,
-        "max_freq_khz": max_freq_hz / 1000,
-        "half_freq_khz": max_freq_hz / 2000,
+        "view_length": length_text(view.length_s),
+        "view_params": view.params,
+        "spectrogram_url": view.spectrogram_url(),
+        "spectrogram_width": view.width_px,
+        "spectrogram_height": VIEW_HEIGHT_PX,
+        "freq_labels": view.freq_labels(),
+        "band_choices": view.band_choices(),
         "boxes": boxes(in_view, view_from, view_to),
         "boxes_capped": len(in_view) >= MAX_BOXES,
         "prev_url": recording_url(recording.uuid, step["prev"], **filters) if step["prev"] is not None else None,
         "next_url": recording_url(recording.uuid, step["next"], **filters) if step["next"] is not None else None,
+        "zoom_in_url": zoom[-1] and recording_url(recording.uuid, view_from, **{**filters, **zoom[-1]}),
+        "zoom_out_url": zoom[1] and recording_url(recording.uuid, view_from, **{**filters, **zoom[1]}),
         "page": page,
         "filters": given,
         "filter_query": urlencode({"t": f"{view_from:g}", **filters}),
@@ -386,18 +372,16 @@ def recording_page(request: HttpRequest, recording_uuid) -> HttpResponse:
         "unknown_thresholds": request.GET.get("thresholds", "") if unknown_thresholds else "",
         "job_url": job_url(job, threshold_set),
         "highlight": request.GET.get("clip", ""),
-        "ticks": [
-            {"left_pct": f"{100 * (t - view_from) / (view_to - view_from):.3f}", "label": clock(t).removesuffix(".0")}
-            for t in range(math.ceil(view_from / 10) * 10, math.ceil(view_to), 10)
-        ],
+        "ticks": view.ticks(clock),
+        "play_context_s": PLAY_CONTEXT_S,
         "can_start_jobs": may_start_jobs(request.user),
         "previous_recording": previous_recording,
         "next_recording": next_recording,
-        "previous_recording_url": neighbour_url(previous_recording, list_params),
-        "next_recording_url": neighbour_url(next_recording, list_params),
+        "previous_recording_url": neighbour_url(previous_recording, {**list_params, **view.params}),
+        "next_recording_url": neighbour_url(next_recording, {**list_params, **view.params}),
         "dataset_url": list_url(recording, previous_recording, browse),
         "list_params": list_params,
-        "list_query": urlencode(list_params),
+        "list_query": urlencode({**list_params, **view.params}),
         **annotations,
         "highlight_annotation": request.GET.get("annotation", ""),
         "nyquist_hz": recording.samplerate / 2,

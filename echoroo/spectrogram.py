@@ -37,21 +37,41 @@ class SpectrogramParams:
     width_px: int
     height_px: int = 256
     n_fft: int = 1024
-    # Birds sing below this; a 48 kHz recording's top half would be empty sky.
+    # The band drawn, bottom row to top row. Birds sing below 16 kHz; a 48 kHz recording's top half would be
+    # empty sky.
     max_freq_hz: float = 16_000.0
+    min_freq_hz: float = 0.0
     # Colours span from the image's median level (the background hiss, drawn dark) to this many
     # decibels above it at most: quiet recordings get contrast, loud ones are not washed out.
     dynamic_range_db: float = 50.0
 
     @property
     def key(self) -> str:
-        return f"w{self.width_px}h{self.height_px}n{self.n_fft}f{self.max_freq_hz:g}d{self.dynamic_range_db:g}v1"
+        band = f"{self.min_freq_hz:g}-{self.max_freq_hz:g}"
+        return f"w{self.width_px}h{self.height_px}n{self.n_fft}f{band}d{self.dynamic_range_db:g}v2"
+
+
+# FFT sizes a band may be drawn with: the shortest whose bins fill at least half the image's rows.
+FFT_SIZES = (1024, 2048, 4096)
+
+
+def fft_size_for_band(sample_rate: int, min_freq_hz: float, max_freq_hz: float, height_px: int) -> int:
+    """The FFT size to draw a band with: 1,024 (21 ms at 48 kHz) unless the band holds too few of its bins to fill
+    the image (0-1 kHz at 48 kHz is 21 bins over 256 rows), then longer, up to 4,096, finer in frequency."""
+    band_hz = max(min(max_freq_hz, sample_rate / 2) - min_freq_hz, 1.0)
+    for n_fft in FFT_SIZES:
+        if band_hz / (sample_rate / n_fft) >= height_px / 2:
+            return n_fft
+    return FFT_SIZES[-1]
 
 
 def power_db(samples: np.ndarray, sample_rate: int, params: SpectrogramParams) -> np.ndarray:
     """[height_px, width_px] decibels, low frequencies in the last row (as drawn)."""
     n_fft = params.n_fft
-    padded = np.concatenate([samples.astype(np.float32, copy=False), np.zeros(n_fft, dtype=np.float32)])
+    # Each frame is centred on its time (half a frame of silence either side), so a call is drawn where it is
+    # whatever the FFT size.
+    half = np.zeros(n_fft // 2, dtype=np.float32)
+    padded = np.concatenate([half, samples.astype(np.float32, copy=False), half])
     # A hop that gives at least one frame per pixel column, and overlaps frames by half or more.
     hop = int(np.clip(len(samples) // max(params.width_px, 1), 1, n_fft // 2))
     n_frames = max(1, -(-len(samples) // hop))
@@ -69,10 +89,11 @@ def power_db(samples: np.ndarray, sample_rate: int, params: SpectrogramParams) -
         spectra = np.abs(np.fft.rfft(frames, axis=1)).astype(np.float32) ** 2
         # Each pixel column keeps the loudest of its frames: short calls stay visible.
         power[first:last] = _pool_max(spectra, columns[first : last + 1] - lo)
-    nyquist = sample_rate / 2
-    top_bin = int(round(min(params.max_freq_hz, nyquist) / nyquist * (n_fft // 2)))
-    rows = _pool_indices(top_bin + 1, params.height_px)
-    pooled = _pool_max(power.T[: top_bin + 1], rows)
+    bin_hz = sample_rate / n_fft
+    top_bin = int(round(min(params.max_freq_hz, sample_rate / 2) / bin_hz))
+    low_bin = min(int(round(max(params.min_freq_hz, 0.0) / bin_hz)), top_bin)
+    rows = _pool_indices(top_bin - low_bin + 1, params.height_px)
+    pooled = _pool_max(power.T[low_bin : top_bin + 1], rows)
     return 10 * np.log10(pooled[::-1] + 1e-12)
 
 

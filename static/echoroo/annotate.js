@@ -11,6 +11,7 @@
   const MODE_KEY = "echoroo.annotate";
   const LABELS_KEY = "echoroo.annotation-labels";
   const DETECTIONS_KEY = "echoroo.detections";
+  const DETECTION_LABELS_KEY = "echoroo.detection-labels";
 
   const clamp = (value, low, high) => Math.min(Math.max(value, low), high);
   const round = (value, digits) => Number(value.toFixed(digits));
@@ -28,21 +29,24 @@
       from: Number(spectrogram.dataset.viewFrom),
       to: Number(spectrogram.dataset.viewTo),
       topHz: Number(spectrogram.dataset.topHz),
+      bottomHz: Number(spectrogram.dataset.bottomHz || 0),
       nyquistHz: Number(spectrogram.dataset.nyquistHz),
       duration: Number(spectrogram.dataset.duration),
     };
     const span = view.to - view.from;
+    const band = view.topHz - view.bottomHz;
     const api = viewer.dataset.api;
     const csrf = () => form.querySelector("input[name=csrfmiddlewaretoken]").value;
     const field = (name) => form.elements.namedItem(name);
     const hintText = hint.textContent;
 
-    // --- Where the mouse is: seconds and Hz under it; where a box goes: percent of the view. ------------
+    // --- Where the mouse is: seconds and Hz under it; where a box goes: percent of the view (its time span, and
+    // its band: topHz at the top edge down to bottomHz). ---------------------------------------------------------
     function pointAt(event) {
       const rect = spectrogram.getBoundingClientRect();
       const x = clamp((event.clientX - rect.left) / rect.width, 0, 1);
       const y = clamp((event.clientY - rect.top) / rect.height, 0, 1);
-      return { clientX: event.clientX, clientY: event.clientY, x, y, time: view.from + x * span, hz: (1 - y) * view.topHz };
+      return { clientX: event.clientX, clientY: event.clientY, x, y, time: view.from + x * span, hz: view.bottomHz + (1 - y) * band };
     }
 
     function place(element, box) {
@@ -54,10 +58,10 @@
         element.style.top = "0%";
         element.style.height = "100%";
       } else {
-        const high = clamp(box.high_freq, 0, view.topHz);
-        const low = clamp(box.low_freq, 0, high);
-        element.style.top = 100 * (1 - high / view.topHz) + "%";
-        element.style.height = (100 * (high - low)) / view.topHz + "%";
+        const high = clamp(box.high_freq, view.bottomHz, view.topHz);
+        const low = clamp(box.low_freq, view.bottomHz, high);
+        element.style.top = (100 * (view.topHz - high)) / band + "%";
+        element.style.height = (100 * (high - low)) / band + "%";
       }
     }
 
@@ -615,7 +619,7 @@
       });
     });
 
-    // --- Toggles: labels and detections shown or not, remembered in this browser. -----------------------
+    // --- Toggles: annotation labels, detections and their labels shown or not, remembered in this browser. ----
     function toggle(input, key, className) {
       let on = true;
       try {
@@ -636,6 +640,7 @@
     }
     toggle(viewer.querySelector(".show-annotation-labels"), LABELS_KEY, "hide-annotation-labels");
     toggle(viewer.querySelector(".show-detections"), DETECTIONS_KEY, "hide-detections");
+    toggle(viewer.querySelector(".show-detection-labels"), DETECTION_LABELS_KEY, "hide-detection-labels");
 
     // Escape: stop a drag, else close the form, else leave Annotate mode.
     document.addEventListener("keydown", (event) => {

@@ -52,10 +52,25 @@
   }
 
   // --- Audio: anything with data-audio plays its clip in the page's player. -----------------------
+  // A page's "with context" box (input.play-context, its value in seconds) plays that much more before and after
+  // each clip; whether it is ticked is remembered in this browser.
+  const CONTEXT_KEY = "echoroo.play-context";
+
+  function contextBox() {
+    return document.querySelector("input.play-context");
+  }
+
+  function audioUrl(trigger) {
+    const url = trigger.dataset.audio;
+    const box = contextBox();
+    if (!box || !box.checked) return url;
+    return url + (url.includes("?") ? "&" : "?") + "context=" + encodeURIComponent(box.value);
+  }
+
   function play(trigger) {
     const player = document.querySelector("audio.player");
     if (!player) return;
-    const url = trigger.dataset.audio;
+    const url = audioUrl(trigger);
     const clip = trigger.closest("[data-clip]");
     document.querySelectorAll(".playing").forEach((node) => node.classList.remove("playing"));
     if (clip) {
@@ -68,7 +83,9 @@
     }
     player.play().catch(() => {});
     const label = document.querySelector(".now-playing");
-    if (label) label.textContent = "Playing " + (trigger.getAttribute("title") || trigger.textContent.trim());
+    const box = contextBox();
+    const extra = box && box.checked ? " (with " + box.value + " s before and after)" : "";
+    if (label) label.textContent = "Playing " + (trigger.getAttribute("title") || trigger.textContent.trim()) + extra;
   }
 
   document.addEventListener("click", (event) => {
