@@ -6,3 +6,8 @@ from django.apps import AppConfig
 class AnnotationsAppConfig(AppConfig):
     name = "annotations"
     verbose_name = "Annotations"
+
+    def ready(self) -> None:
+        from annotations.deletion_rules import register_rules
+
+        register_rules()

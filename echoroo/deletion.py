@@ -2,15 +2,22 @@
 
 The foreign keys below them cascade in the database (echoroo.cascades), so a dataset with
 millions of clips, predictions and embeddings goes in one statement instead of Django reading
-every row first. Used by the admin and the API. A deletion is refused while a job still works on
-what would be deleted (its worker would write rows for a recording that is gone), and for a model
-run that inference jobs name (they are its history; delete them first).
+every row first. Used by the admin and the API.
+
+The core knows its own rows only. Each app that hangs rows from these models, or whose work
+forbids a deletion, says so with `register` when it is ready (its `deletion_rules` module): what
+goes with a deletion (counted for the confirmation), what stops it now (a job running on what would
+be deleted: its worker would write rows for a recording that is gone; a model run that jobs name),
+and what must be deleted first.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 from django.db import connection, transaction
-from django.db.models import Model, Q
+from django.db.models import Model, QuerySet
 
 from echoroo.models import (
     Clip,
@@ -30,82 +37,75 @@ class DeletionRefused(Exception):
     """Why these rows cannot be deleted now."""
 
 
-def _running_inference(q: Q):
-    from inference.models import InferenceJob
+@dataclass(frozen=True)
+class Rules:
+    """An app's part in deleting rows of `model` (any callable may be left out)."""
 
-    return InferenceJob.objects.filter(status=InferenceJob.Status.RUNNING).filter(q)
+    model: type[Model] | str  # a model, or its "app.Model" label
+    goes_with: Callable[[list[int]], dict[str, QuerySet]] | None = None  # label -> the rows that go too
+    obstacles: Callable[[list[int]], list[str]] | None = None  # what stops it now, in words
+    before: Callable[[object, list[int]], None] | None = None  # SQL to run first, on the cursor
+
+    def applies_to(self, model: type[Model]) -> bool:
+        return self.model is model or self.model == model._meta.label
 
 
-def _running_classifiers(q: Q):
-    from classifiers.models import ClassifierJob
+_RULES: list[Rules] = []
 
-    return ClassifierJob.objects.filter(status__in=ClassifierJob.ACTIVE).filter(q)
+
+def register(rules: Rules) -> None:
+    """Add an app's rules (from its AppConfig.ready)."""
+    _RULES.append(rules)
+
+
+def _of(model: type[Model]) -> list[Rules]:
+    return [rules for rules in _RULES if rules.applies_to(model)]
+
+
+def deletable(model: type[Model]) -> bool:
+    return model in (Dataset, Recording, ModelRun) or bool(_of(model))
 
 
 def what_goes_with(model: type[Model], pks: list[int]) -> dict[str, int]:
     """How many rows of each kind a deletion takes with it (kinds with none left out)."""
-    from annotations.models import SoundEventAnnotation
-    from inference.models import InferenceJob
-
-    if model is Dataset:
-        through = {"recording__dataset__in": pks}
-        counts = {"recordings": Recording.objects.filter(dataset__in=pks)}
-    elif model is Recording:
-        through = {"recording__in": pks}
-        counts = {}
-    elif model is InferenceJob:
-        counts = {
-            "window detections": ClipPrediction.objects.filter(job__in=pks),
-            "merged detections": SoundEventPrediction.objects.filter(job__in=pks),
+    if not deletable(model):
+        raise TypeError(f"{model.__name__} is not deleted here")
+    counts: dict[str, QuerySet] = {}
+    if model in (Dataset, Recording):
+        through = {"recording__dataset__in": pks} if model is Dataset else {"recording__in": pks}
+        if model is Dataset:
+            counts["recordings"] = Recording.objects.filter(dataset__in=pks)
+        clips = {f"clip__{key}": value for key, value in through.items()}
+        counts |= {
+            "clips": Clip.objects.filter(**through),
+            "clip predictions": ClipPrediction.objects.filter(**clips),
+            "clip embeddings": ClipEmbedding.objects.filter(**clips),
+            "clip annotations": ClipAnnotation.objects.filter(**clips),
+            "sound events": SoundEvent.objects.filter(**through),
         }
-        return {label: n for label, queryset in counts.items() if (n := queryset.count())}
     elif model is ModelRun:
-        from classifiers.models import Classifier
-
-        counts = {
+        counts |= {
             "clip predictions": ClipPrediction.objects.filter(model_run__in=pks),
             "sound event predictions": SoundEventPrediction.objects.filter(model_run__in=pks),
             "clip embeddings": ClipEmbedding.objects.filter(model_run__in=pks),
             "sound event embeddings": SoundEventEmbedding.objects.filter(model_run__in=pks),
-            "classifiers": Classifier.objects.filter(Q(model_run__in=pks) | Q(source__in=pks)),
             "model runs made from it": ModelRun.objects.filter(source__in=pks),
         }
-        return {label: n for label, queryset in counts.items() if (n := queryset.count())}
-    else:
-        raise TypeError(f"{model.__name__} is not deleted here")
-    clips = {f"clip__{key}": value for key, value in through.items()}
-    counts |= {
-        "clips": Clip.objects.filter(**through),
-        "clip predictions": ClipPrediction.objects.filter(**clips),
-        "clip embeddings": ClipEmbedding.objects.filter(**clips),
-        "clip annotations": ClipAnnotation.objects.filter(**clips),
-        "sound events": SoundEvent.objects.filter(**through),
-        "sound event annotations": SoundEventAnnotation.objects.filter(**through),
-    }
+    for rules in _of(model):
+        if rules.goes_with is not None:
+            counts |= rules.goes_with(pks)
     return {label: n for label, queryset in counts.items() if (n := queryset.count())}
 
 
 def obstacles(model: type[Model], pks: list[int]) -> list[str]:
     """What stops the deletion now, in words (nothing: it may go ahead)."""
-    from inference.models import InferenceJob
-
-    if model is Dataset:
-        running = _running_inference(
-            Q(dataset__in=pks) | Q(recording__dataset__in=pks) | Q(job_recordings__recording__dataset__in=pks)
-        )
-    elif model is Recording:
-        running = _running_inference(Q(recording__in=pks) | Q(job_recordings__recording__in=pks))
-    elif model is InferenceJob:
-        running = InferenceJob.objects.filter(pk__in=pks, status=InferenceJob.Status.RUNNING)
-        return [f"inference job {job.uuid} is running: cancel it first" for job in running.order_by("pk")]
-    elif model is ModelRun:
-        named = InferenceJob.objects.filter(model_run__in=pks).order_by("pk")
-        found = [f"inference job {job.uuid} ({job.status}) used this model run: delete the job first" for job in named]
-        classifying = _running_classifiers(Q(classifier__model_run__in=pks) | Q(classifier__source__in=pks))
-        return found + [f"classifier job {job.uuid} is {job.status}: cancel it first" for job in classifying]
-    else:
+    if not deletable(model):
         raise TypeError(f"{model.__name__} is not deleted here")
-    return [f"inference job {job.uuid} is running on it: cancel it first" for job in running.distinct().order_by("pk")]
+    found: list[str] = []
+    for rules in _of(model):
+        if rules.obstacles is not None:
+            found += rules.obstacles(pks)
+    return found
 
 
 def delete(model: type[Model], pks: list[int]) -> int:
@@ -120,21 +120,12 @@ def delete(model: type[Model], pks: list[int]) -> int:
         if refused:
             raise DeletionRefused("; ".join(refused))
         with connection.cursor() as cursor:
-            if model._meta.label == "inference.InferenceJob":
-                delete_sound_events_of_jobs(cursor, pks)
+            for rules in _of(model):
+                if rules.before is not None:
+                    rules.before(cursor, pks)
             if model is ModelRun:
                 for kind in TABLES:
                     for pk in pks:
                         cursor.execute(f"DROP INDEX IF EXISTS {index_name(kind, pk)}")
             cursor.execute(f"DELETE FROM {model._meta.db_table} WHERE id = ANY(%s)", [pks])
             return cursor.rowcount
-
-
-def delete_sound_events_of_jobs(cursor, job_ids: list[int]) -> None:
-    """A job's merged detections are sound events made for it: they go with it (its other rows cascade
-    from the job itself; the model's raw output and the embeddings stay, they are the model run's)."""
-    cursor.execute(
-        "DELETE FROM echoroo_soundevent WHERE id IN "
-        "(SELECT sound_event_id FROM echoroo_soundeventprediction WHERE job_id = ANY(%s))",
-        [job_ids],
-    )

@@ -110,13 +110,13 @@ class JobRecording(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.job_id}/{self.recording_id}: {self.status}"
+        return f"{self.recording.path}: {self.status}"
 
 
 @receiver(pre_delete, sender=InferenceJob)
 def delete_the_jobs_sound_events(sender, instance: InferenceJob, **kwargs) -> None:
     """Deleting a job through the ORM takes its sound events too, as echoroo.deletion does."""
-    from echoroo.deletion import delete_sound_events_of_jobs
+    from inference.deletion_rules import delete_sound_events_of_jobs
 
     with connection.cursor() as cursor:
         delete_sound_events_of_jobs(cursor, [instance.pk])
