@@ -13,14 +13,10 @@ SQL queries of one request. The last line of output is one JSON object with the 
 from __future__ import annotations
 
 import argparse
-import atexit
 import json
-import os
 import secrets
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 import types
 import uuid
@@ -31,29 +27,15 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
 
+from throwaway import start_throwaway_django  # noqa: E402
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=1_000_000, help="clips to load (default 1,000,000)")
     parser.add_argument("--recordings", type=int, default=2_000, help="recordings they are spread over")
     parser.add_argument("--repeats", type=int, default=5, help="timed requests per page (the median is reported)")
     return parser.parse_args()
-
-
-def start_throwaway_django() -> None:
-    """Point the settings at an embedded server in a temporary directory, deleted when the process exits."""
-    pgdata = tempfile.mkdtemp(prefix="echoroo-bench-pg-")
-    # atexit runs last-registered first: pgserver stops the server (registered later), then this deletes it.
-    atexit.register(shutil.rmtree, pgdata, ignore_errors=True)
-    os.environ["ECHOROO_PGDATA"] = pgdata
-    # Never the configured server: this loads a million rows.
-    os.environ.pop("DATABASE_URL", None)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "echoroo.settings"
-
-    import django
-    from django.conf import settings
-
-    settings.DATABASES["default"]["PGDATA_CLEANUP"] = "delete"
-    django.setup()
 
 
 def load(n_clips: int, n_recordings: int):

@@ -20,12 +20,9 @@ object: {"rows": N, "scored_per_s": x, "peak_rss_mb": m}.
 from __future__ import annotations
 
 import argparse
-import atexit
 import json
 import os
-import shutil
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -40,6 +37,9 @@ CLIPS_PER_RECORDING = 1200  # an hour of 3-second windows
 LABEL = "Planted call"
 
 
+from throwaway import start_throwaway_django  # noqa: E402
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=200_000, help="embeddings to load and score (default 200,000)")
@@ -52,23 +52,6 @@ def parse_args() -> argparse.Namespace:
         "--read-ahead", type=int, default=None, help="batches read ahead, 0 for none (default: the job's own)"
     )
     return parser.parse_args()
-
-
-def start_throwaway_django() -> None:
-    """Point the settings at an embedded server in a temporary directory, deleted when the process exits."""
-    pgdata = tempfile.mkdtemp(prefix="echoroo-bench-pg-")
-    # atexit runs last-registered first: pgserver stops the server (registered later), then this deletes it.
-    atexit.register(shutil.rmtree, pgdata, ignore_errors=True)
-    os.environ["ECHOROO_PGDATA"] = pgdata
-    # Never the configured server: this loads hundreds of MB.
-    os.environ.pop("DATABASE_URL", None)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "echoroo.settings"
-
-    import django
-    from django.conf import settings
-
-    settings.DATABASES["default"]["PGDATA_CLEANUP"] = "delete"
-    django.setup()
 
 
 class PeakMemory:

@@ -25,7 +25,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 sys.path.insert(0, str(PROJECT_ROOT / "benchmarks"))
 
-from admin_clips import start_throwaway_django  # noqa: E402  (the same throw-away server)
+from throwaway import start_throwaway_django  # noqa: E402
 
 OUTPUT_LABELS = 9
 

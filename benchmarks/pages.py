@@ -5,7 +5,7 @@ Run by hand from the project root (it is not a test):
     .venv/bin/python benchmarks/pages.py [--minutes 60] [--detections 10000] [--repeats 5]
 
 It starts a throw-away embedded PostgreSQL server in a temporary directory (deleted at the
-end), writes a recording of --minutes by looping ../shared/data/1min.wav into a temporary
+end), writes a recording of --minutes by looping tests/data/1min.wav into a temporary
 AUDIO_ROOT, imports it, and loads a BirdNET-like model run in bulk: one 3-second clip per
 window, --detections species scores spread over the clips (the rows of a finished job on the
 recording: a job's detections are its own), a random 1,024-d embedding per clip. Each page is
@@ -18,14 +18,10 @@ figures.
 from __future__ import annotations
 
 import argparse
-import atexit
 import json
-import os
 import secrets
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -33,10 +29,13 @@ from pathlib import Path
 import numpy as np
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+SHARED_DATA = PROJECT_ROOT / "tests" / "data"
 sys.path.insert(0, str(PROJECT_ROOT))
 
 SPECIES = 40
+
+
+from throwaway import start_throwaway_django  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -45,27 +44,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--detections", type=int, default=10_000, help="species scores on it (default 10,000)")
     parser.add_argument("--repeats", type=int, default=5, help="timed requests per page (the median is reported)")
     return parser.parse_args()
-
-
-def start_throwaway_django() -> Path:
-    """Settings pointed at temporary folders (database, audio, cache), all deleted when the process exits."""
-    scratch = Path(tempfile.mkdtemp(prefix="echoroo-bench-pages-"))
-    # atexit runs last-registered first: pgserver stops the server (registered later), then this deletes it.
-    atexit.register(shutil.rmtree, scratch, ignore_errors=True)
-    for name in ("pgdata", "audio", "cache"):
-        (scratch / name).mkdir()
-    os.environ["ECHOROO_PGDATA"] = str(scratch / "pgdata")
-    os.environ["AUDIO_ROOT"] = str(scratch / "audio")
-    os.environ["ECHOROO_CACHE_DIR"] = str(scratch / "cache")
-    os.environ.pop("DATABASE_URL", None)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "echoroo.settings"
-
-    import django
-    from django.conf import settings
-
-    settings.DATABASES["default"]["PGDATA_CLEANUP"] = "delete"
-    django.setup()
-    return scratch / "audio"
 
 
 def write_recording(audio_root: Path, minutes: int) -> Path:
@@ -164,7 +142,7 @@ def measure(client, url: str, repeats: int, *, urls=None) -> tuple[float, int, f
 
 def main() -> None:
     args = parse_args()
-    audio_root = start_throwaway_django()
+    audio_root = start_throwaway_django(prefix="echoroo-bench-pages-", folders=("audio", "cache")) / "audio"
 
     from django.contrib.auth import get_user_model
     from django.core.management import call_command

@@ -46,18 +46,15 @@ runs.
 from __future__ import annotations
 
 import argparse
-import atexit
 import functools
 import http.client
 import json
 import os
 import re
 import secrets
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -77,6 +74,9 @@ TIE = 1e-6  # cosine distances this close to the 20th exact one are ties, not mi
 EF_SWEEP = (40, 80, 200)
 MODELS = (("birdnet", 1024, 3.0), ("perch", 1536, 5.0))  # (runtime name, dimension, clip length in seconds)
 SEARCH_URL = "/api/v1/embeddings/search/"
+
+
+from throwaway import start_throwaway_django  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -106,26 +106,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--no-gunicorn", action="store_true", help="skip the API timing through gunicorn")
     parser.add_argument("--seed", type=int, default=2026)
     return parser.parse_args()
-
-
-def start_throwaway_django() -> None:
-    """Point the settings at an embedded server in a temporary directory, deleted when the process exits."""
-    pgdata = tempfile.mkdtemp(prefix="echoroo-bench-pg-")
-    # atexit runs last-registered first: pgserver stops the server (registered later), then this deletes it.
-    atexit.register(shutil.rmtree, pgdata, ignore_errors=True)
-    os.environ["ECHOROO_PGDATA"] = pgdata
-    # Never the configured server: this loads a gigabyte of vectors.
-    os.environ.pop("DATABASE_URL", None)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "echoroo.settings"
-
-    import django
-    from django.conf import settings
-
-    settings.DATABASES["default"]["PGDATA_CLEANUP"] = "delete"
-    django.setup()
-    # As in production: no query log kept in memory by a debug cursor (the URL conf and
-    # ALLOWED_HOSTS were read with DEBUG on, so the test Client still works over http).
-    settings.DEBUG = False
 
 
 def log(message: str) -> None:
