@@ -69,6 +69,8 @@ def progress(job: InferenceJob) -> dict:
         "total_clips": job.total_clips,
         "duration": duration_text(job.duration_s),
         "error_message": job.error_message,
+        # What a worker does before progress counts, e.g. "preparing the model"; only while the job runs.
+        "activity": job.activity if job.status == InferenceJob.Status.RUNNING else "",
     }
 
 

@@ -19,7 +19,7 @@ from inference.feeding import analyze_many
 from inference.models import InferenceJob, JobRecording
 from inference.pipeline import BatchResult, Cancelled, DetectionMerger, PipelineOptions, analyze
 from inference.raw_output import read_outputs, reusable_output
-from inference.runtimes import ModelRuntime, build_runtime
+from inference.runtimes import ModelRuntime, build_runtime, is_loaded
 from inference.runtimes.week import ALL_YEAR, birdnet_week
 from inference.selection import WindowOutputs, storage_floor
 from inference.storage import RecordingResults, store_recording_results
@@ -51,9 +51,23 @@ def _with_database(action, *args, **kwargs):
             pause = min(pause * 2, 10.0)
 
 
-def load_runtime(model_name: str, config: InferenceConfig) -> ModelRuntime:
-    """The model of a job, built from the settings and its config, loaded once per worker process and kept."""
-    return build_runtime(model_name, settings, config)
+# What a job shows while a worker loads its model, the first time in its process (and makes the model's derived
+# files if `manage.py prepare_models` has not): seconds at 0 % otherwise unexplained.
+PREPARING_THE_MODEL = "preparing the model"
+
+
+def load_runtime(model_name: str, config: InferenceConfig, *, job_id: int | None = None) -> ModelRuntime:
+    """The model of a job, built from the settings and its config, loaded once per worker process and kept.
+
+    While a process loads it, the job `job_id` says so (InferenceJob.activity)."""
+    if job_id is None or is_loaded(model_name, settings, config):
+        return build_runtime(model_name, settings, config)
+    unfinished = InferenceJob.objects.filter(pk=job_id).exclude(status__in=InferenceJob.FINISHED)
+    _with_database(unfinished.update, activity=PREPARING_THE_MODEL)
+    try:
+        return build_runtime(model_name, settings, config)
+    finally:
+        _with_database(InferenceJob.objects.filter(pk=job_id, activity=PREPARING_THE_MODEL).update, activity="")
 
 
 def allowed_labels(runtime: ModelRuntime, config: InferenceConfig, job_recording: JobRecording) -> frozenset | None:
@@ -100,7 +114,7 @@ def run_job_recording(job_id: int, recording_id: int) -> str:
     reused = False
     try:
         config = job.settings
-        runtime = load_runtime(job.model_run.name, config)
+        runtime = load_runtime(job.model_run.name, config, job_id=job_id)
         options = PipelineOptions(
             config=config,
             allowed_labels=allowed_labels(runtime, config, job_recording),
@@ -266,7 +280,7 @@ def run_job_recordings(job_id: int, recording_ids: list[int]) -> list[str]:
     (a GPU: see inference.feeding), each recording still stored and finished on its own."""
     try:
         job = _with_database(InferenceJob.objects.select_related("model_run").get, pk=job_id)
-        runtime = load_runtime(job.model_run.name, job.settings)
+        runtime = load_runtime(job.model_run.name, job.settings, job_id=job_id)
     except DATABASE_GONE:
         raise
     except Exception:  # each recording then fails with the reason, on its own

@@ -176,6 +176,7 @@ class InferenceJobSerializer(serializers.ModelSerializer):
             "total_clips",
             "processed_clips",
             "error_message",
+            "activity",
             "created_by",
             "created_at",
             "started_at",
@@ -188,6 +189,7 @@ class InferenceJobSerializer(serializers.ModelSerializer):
             "total_clips",
             "processed_clips",
             "error_message",
+            "activity",
             "started_at",
             "completed_at",
         ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from inference.runtimes.base import Label, ModelRuntime
@@ -24,6 +25,8 @@ __all__ = [
     "available_runtimes",
     "build_runtime",
     "get_runtime",
+    "is_loaded",
+    "prepare_runtime",
     "runtime_class",
 ]
 
@@ -54,7 +57,7 @@ def runtime_class(name: str) -> type[ModelRuntime]:
 
 def get_runtime(name: str, **options: Any) -> ModelRuntime:
     """The runtime `name` built with `options`, loaded once per process and kept."""
-    key = (name, tuple(sorted((option, str(value)) for option, value in options.items())))
+    key = _key(name, options)
     with _lock:
         runtime = _loaded.get(key)
         if runtime is None:
@@ -64,8 +67,26 @@ def get_runtime(name: str, **options: Any) -> ModelRuntime:
 
 def build_runtime(name: str, settings: Any, config: InferenceConfig | None = None) -> ModelRuntime:
     """The runtime `name` as the project's `settings` and a job's `config` ask for it, loaded once per process."""
+    return get_runtime(name, **_options(name, settings, config))
+
+
+def is_loaded(name: str, settings: Any, config: InferenceConfig | None = None) -> bool:
+    """Whether `build_runtime` with these arguments returns a runtime this process has loaded already."""
+    return _key(name, _options(name, settings, config)) in _loaded
+
+
+def prepare_runtime(name: str, settings: Any, config: InferenceConfig | None = None) -> list[Path]:
+    """Make the files `build_runtime` would derive from the model (see ModelRuntime.prepare), without loading it."""
+    return runtime_class(name).prepare(**_options(name, settings, config))
+
+
+def _options(name: str, settings: Any, config: InferenceConfig | None) -> dict[str, Any]:
     if config is None:
         from inference.config import InferenceConfig
 
         config = InferenceConfig()
-    return get_runtime(name, **runtime_class(name).options(settings, config))
+    return runtime_class(name).options(settings, config)
+
+
+def _key(name: str, options: dict[str, Any]) -> tuple:
+    return (name, tuple(sorted((option, str(value)) for option, value in options.items())))

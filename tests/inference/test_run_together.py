@@ -35,8 +35,8 @@ def large_batches(monkeypatch):
     wrappers = []
     load = runner.load_runtime
 
-    def wrapped(model_name, config):
-        wrappers.append(LargeBatchRuntime(load(model_name, config)))
+    def wrapped(model_name, config, **options):
+        wrappers.append(LargeBatchRuntime(load(model_name, config, **options)))
         return wrappers[-1]
 
     monkeypatch.setattr(runner, "load_runtime", wrapped)
