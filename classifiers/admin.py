@@ -31,6 +31,12 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+def _figure(classifier: Classifier, name: str, digits: int) -> str:
+    """A held-out figure, or "not measured" (labels from too few recordings: the metrics say why)."""
+    value = classifier.metrics.get(name)
+    return "not measured" if value is None else f"{value:.{digits}f}"
+
+
 @admin.register(Classifier)
 class ClassifierAdmin(ReadOnlyAdmin):
     list_display = ("__str__", "source", "roc_auc", "precision", "recall", "examples", "created_by", "created_at")
@@ -54,15 +60,15 @@ class ClassifierAdmin(ReadOnlyAdmin):
 
     @admin.display(description="ROC AUC")
     def roc_auc(self, classifier: Classifier) -> str:
-        return f"{classifier.metrics.get('roc_auc', float('nan')):.3f}"
+        return _figure(classifier, "roc_auc", 3)
 
     @admin.display(description="precision")
     def precision(self, classifier: Classifier) -> str:
-        return f"{classifier.metrics.get('precision', float('nan')):.2f}"
+        return _figure(classifier, "precision", 2)
 
     @admin.display(description="recall")
     def recall(self, classifier: Classifier) -> str:
-        return f"{classifier.metrics.get('recall', float('nan')):.2f}"
+        return _figure(classifier, "recall", 2)
 
     @admin.display(description="examples + / −")
     def examples(self, classifier: Classifier) -> str:

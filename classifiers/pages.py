@@ -16,7 +16,7 @@ from classifiers import labels, services
 from classifiers.errors import ClassifierError
 from classifiers.labels import CLEAR, Polarity
 from classifiers.models import Classifier, ClassifierJob
-from classifiers.training import MIN_EXAMPLES
+from classifiers.training import MIN_EXAMPLES, MIN_RECORDINGS
 from echoroo.models import Clip, ModelRun
 from echoroo.pages import page_login_required
 from search.pages import clip_card, model_runs_with_embeddings
@@ -55,6 +55,7 @@ def classifier_list(request: HttpRequest) -> HttpResponse:
         "classifiers": classifiers,
         "sources": model_runs_with_embeddings().filter(kind=ModelRun.Kind.MODEL),
         "min_examples": MIN_EXAMPLES,
+        "min_recordings": MIN_RECORDINGS,
     }
     return render(request, "classifiers/list.html", context)
 
@@ -142,11 +143,15 @@ def train(request: HttpRequest) -> HttpResponse:
         messages.error(request, f"Not trained: {error_text(error)}")
         return redirect(safe_next(request, reverse("classifiers")))
     metrics = classifier.metrics
-    messages.success(
-        request,
-        f"Trained {classifier}: ROC AUC {metrics['roc_auc']:.3f}, precision {metrics['precision']:.2f}, "
-        f"recall {metrics['recall']:.2f} on {metrics['n_test']} held-out clips.",
-    )
+    if "not_measured" in metrics:
+        messages.warning(request, f"Trained {classifier}, without held-out figures: {metrics['not_measured']}.")
+    else:
+        messages.success(
+            request,
+            f"Trained {classifier}: ROC AUC {metrics['roc_auc']:.3f}, precision {metrics['precision']:.2f}, "
+            f"recall {metrics['recall']:.2f} on {metrics['n_test']} clips of {metrics['n_test_recordings']} "
+            "held-out recordings.",
+        )
     return redirect("classifier", classifier_uuid=classifier.uuid)
 
 

@@ -106,12 +106,15 @@ def train_classifier(*, label: str, source: ModelRun | None = None, by=None) -> 
     _check_source(source)
     batch = embeddings_of("clip", source.id, list(examples))
     positive = np.array([examples[int(clip_id)] == Polarity.POSITIVE for clip_id in batch.ids], dtype=bool)
+    # Held-out figures are measured on whole recordings (classifiers.training.held_out_split).
+    recording_of = dict(Clip.objects.filter(id__in=batch.ids.tolist()).values_list("id", "recording_id"))
+    recordings = np.array([recording_of[int(clip_id)] for clip_id in batch.ids], dtype=np.int64)
     unembedded = len(examples) - len(batch)
     where = f" with {source} embeddings" + (
         f" ({unembedded} labelled clip{'s have' if unembedded != 1 else ' has'} none)" if unembedded else ""
     )
     try:
-        trained = training.fit(batch.vectors, positive, where=where)
+        trained = training.fit(batch.vectors, positive, recordings, where=where)
     except training.NotEnoughExamples as error:
         raise ClassifierError({"label": str(error)}) from error
 

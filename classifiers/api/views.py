@@ -30,6 +30,7 @@ from classifiers.api.serializers import (
 from classifiers.errors import ClassifierError
 from classifiers.labels import Polarity
 from classifiers.models import Classifier, ClassifierJob
+from echoroo.api.serializers import NoBodySerializer
 
 UUID_PATTERN = "[0-9a-fA-F-]{32,36}"
 VALIDATION_ERROR = OpenApiResponse(description="{field: [message]}")
@@ -111,8 +112,11 @@ class ExampleViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     retrieve=extend_schema(summary="A classifier's metrics and its latest apply job"),
     create=extend_schema(
         summary="Train a label set's next classifier",
-        description="Logistic regression on the stored embeddings of the labelled clips, checked on a held-out "
-        "25 %; needs at least 5 positive and 5 negative examples (the error says how many are missing).",
+        description="Logistic regression on the stored embeddings of the labelled clips; needs at least 5 positive "
+        "and 5 negative examples (the error says how many are missing). Its metrics are measured on held-out "
+        "recordings (about 25 % of the examples, whole recordings, never windows of a recording it was trained "
+        'on); with positives or negatives from fewer than 3 recordings there are none, and `metrics["not_measured"]` '
+        "says why. The weights are then refitted on every example.",
         responses={201: ClassifierDetailSerializer, 400: VALIDATION_ERROR},
     ),
 )
@@ -126,7 +130,9 @@ class ClassifierViewSet(
     lookup_field = "uuid"
     lookup_value_regex = UUID_PATTERN
 
-    def get_serializer_class(self) -> type[ClassifierSerializer]:
+    def get_serializer_class(self) -> type[serializers.Serializer]:
+        if self.action == "apply":  # (reads no body: the browsable API shows a bare button)
+            return NoBodySerializer
         return ClassifierSerializer if self.action == "list" else ClassifierDetailSerializer
 
     def perform_create(self, serializer: ClassifierSerializer) -> None:

@@ -17,6 +17,9 @@ DIMENSION = 1024
 CLIPS = 2000
 # One clip in ten is a call of the planted kind.
 POSITIVE_SHARE = 0.1
+# The clips are dealt in turn to this many recordings: labels of consecutive clips span them all,
+# as the held-out figures need labels from several recordings.
+RECORDINGS = 20
 LABEL = "Planted call"
 
 
@@ -34,18 +37,29 @@ class Planted:
         return [self.clip_uuids[i] for i in np.flatnonzero(mask)[:count]]
 
 
-def make_clips(count: int, *, name: str = "planted") -> tuple[np.ndarray, list[str]]:
-    """`count` 3-second clips of one recording, made in one statement; (ids, uuids) in id order."""
+def make_clips(count: int, *, name: str = "planted", recordings: int = 1) -> tuple[np.ndarray, list[str]]:
+    """`count` 3-second clips dealt in turn to `recordings` recordings (name-00.wav…), made in one statement;
+    (ids, uuids) in id order."""
     dataset = Dataset.objects.create(name=f"{name} dataset")
-    recording = Recording.objects.create(
-        dataset=dataset, path=f"{name}.wav", sha256="0" * 64, duration=3.0 * count, samplerate=48000, channels=1
-    )
+    per_recording = -(-count // recordings)
+    recording_ids = [
+        Recording.objects.create(
+            dataset=dataset,
+            path=f"{name}-{i:02d}.wav" if recordings > 1 else f"{name}.wav",
+            sha256=f"{i:064x}",
+            duration=3.0 * per_recording,
+            samplerate=48000,
+            channels=1,
+        ).id
+        for i in range(recordings)
+    ]
     uuids = [uuid.uuid4() for _ in range(count)]
     with connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO echoroo_clip (uuid, recording_id, start_time, end_time) "
-            "SELECT u, %s, 3 * (n - 1), 3 * n FROM unnest(%s::uuid[]) WITH ORDINALITY AS t(u, n) RETURNING id, uuid",
-            [recording.id, uuids],
+            "SELECT u, (%s::bigint[])[(n - 1) %% %s + 1], 3 * ((n - 1) / %s), 3 * ((n - 1) / %s) + 3 "
+            "FROM unnest(%s::uuid[]) WITH ORDINALITY AS t(u, n) RETURNING id, uuid",
+            [recording_ids, recordings, recordings, recordings, uuids],
         )
         rows = sorted(cursor.fetchall())
     return np.array([row[0] for row in rows], dtype=np.int64), [str(row[1]) for row in rows]
@@ -63,7 +77,7 @@ def planted_vectors(count: int, dimension: int, positive: np.ndarray, seed: int 
 
 @pytest.fixture
 def planted(db) -> Planted:
-    clip_ids, clip_uuids = make_clips(CLIPS)
+    clip_ids, clip_uuids = make_clips(CLIPS, recordings=RECORDINGS)
     positive = np.random.default_rng(5).random(CLIPS) < POSITIVE_SHARE
     vectors = planted_vectors(CLIPS, DIMENSION, positive)
     run = ModelRun.objects.create(name="synthetic", version="1", embedding_dimension=DIMENSION)

@@ -6,7 +6,7 @@ import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 
 from classifiers import services
-from classifiers.models import ClassifierJob
+from classifiers.models import Classifier, ClassifierJob
 
 pytestmark = pytest.mark.django_db
 
@@ -22,6 +22,13 @@ def test_the_classifier_pages_show_the_metrics(admin_user_logged_in, classifier)
     page = admin_user_logged_in.get(f"/admin/classifiers/classifier/{classifier.pk}/change/")
     assert page.status_code == 200 and "n_positive" in page.content.decode()
     assert admin_user_logged_in.get("/admin/classifiers/classifier/add/").status_code == 403
+
+
+def test_a_classifier_without_held_out_figures_says_not_measured_in_the_list(admin_user_logged_in, classifier):
+    metrics = {"n_positive": 5, "n_negative": 9, "not_measured": "held-out figures need…"}
+    Classifier.objects.filter(pk=classifier.pk).update(metrics=metrics)
+    changelist = admin_user_logged_in.get("/admin/classifiers/classifier/").content.decode()
+    assert changelist.count("not measured") == 3 and "nan" not in changelist
 
 
 def test_apply_and_cancel_are_admin_actions(admin_user_logged_in, classifier):

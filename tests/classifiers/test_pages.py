@@ -70,7 +70,32 @@ def test_training_from_the_page_shows_the_metrics_and_the_uncertain_clips(browse
     assert response.status_code == 302 and response["Location"] == f"/classifiers/{classifier.uuid}/"
     page = browser.get(response["Location"]).content.decode()
     assert "ROC AUC" in page and f"{classifier.metrics['roc_auc']:.3f}" in page
+    assert "whole recordings: the figures below come from recordings the model was not trained on" in page
+    assert f"{classifier.metrics['n_test_recordings']} other recordings held out" in page
     assert page.count('class="mark radios"') == 24
+
+
+def test_labels_from_one_recording_train_but_the_pages_say_why_there_are_no_figures(browser, planted, user):
+    from tests.classifiers.test_training import recordings_of
+
+    in_first = recordings_of(planted.clip_ids) == recordings_of(planted.clip_ids[:1])[0]
+    services.label_clips(planted.uuids(planted.positive & in_first, 6), label=LABEL, polarity="positive", by=user)
+    services.label_clips(planted.uuids(~planted.positive & in_first, 20), label=LABEL, polarity="negative", by=user)
+    response = browser.post("/classifiers/train/", {"label": LABEL, "source": str(planted.run.uuid)}, follow=True)
+    page = response.content.decode()
+    classifier = Classifier.objects.get()
+    assert "without held-out figures" in page and "label positives in 2 more recordings and negatives" in page
+    assert "Not measured: held-out figures need positives and negatives each from at least 3 recordings" in page
+    assert "ROC AUC</th>" not in page
+    listing = browser.get("/classifiers/").content.decode()
+    assert "not measured: too few recordings" in listing and str(classifier.uuid) in listing
+
+
+def test_a_classifier_trained_on_clips_split_at_random_says_its_figures_flatter_it(browser, classifier):
+    old = {k: v for k, v in classifier.metrics.items() if not k.endswith("recordings") and k != "split"}
+    Classifier.objects.filter(pk=classifier.pk).update(metrics=old)
+    page = browser.get(f"/classifiers/{classifier.uuid}/").content.decode()
+    assert "clips at random, windows of one recording on both sides" in page and "ROC AUC" in page
 
 
 def test_training_with_too_few_labels_says_what_is_missing(browser, planted):
@@ -93,7 +118,7 @@ def test_apply_from_the_page_starts_a_job_and_cancel_stops_it(browser, classifie
 def test_a_malformed_uuid_is_reported_not_a_server_error(browser, planted):
     page = browser.get("/classifiers/label/", {"label": LABEL, "clips": f"{planted.clip_uuids[0]},not-a-uuid"})
     assert page.status_code == 200 and "&#x27;not-a-uuid&#x27; is not a clip uuid" in page.content.decode()
-    page = browser.get("/classifiers/label/", {"label": "a\x00b"})
+    page = browser.get("/classifiers/label/", {"label": "a\x01b"})
     assert page.status_code == 200 and "no control characters" in page.content.decode()
     response = browser.post("/classifiers/train/", {"label": LABEL, "source": "nope"}, follow=True)
     assert response.status_code == 200 and "&#x27;nope&#x27; is not a model run uuid" in response.content.decode()

@@ -40,8 +40,11 @@ def test_a_label_learned_from_real_clips_is_applied_to_every_window(birdnet_run,
 
     classifier = services.train_classifier(label=DRUM, by=user)
     assert classifier.source == birdnet_run and classifier.dimension == 1024
-    assert classifier.metrics["roc_auc"] >= 0.95
     assert classifier.metrics["n_positive"] == len(drums)
+    # Positives of one recording against negatives of another: no held-out figure can tell the drumming from
+    # the recording, so there is none (the scores below are the check here).
+    assert "roc_auc" not in classifier.metrics
+    assert "positives from 1 and negatives from 1" in classifier.metrics["not_measured"]
 
     job = services.start_apply(classifier, by=user, sync=True)
     embeddings = ClipEmbedding.objects.filter(model_run=birdnet_run).count()

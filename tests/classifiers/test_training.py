@@ -11,20 +11,72 @@ from sklearn.preprocessing import StandardScaler
 from classifiers import services, training
 from classifiers.errors import ClassifierError
 from classifiers.models import Classifier
-from echoroo.models import ModelRun
+from echoroo.models import Clip, ModelRun
 from tests.classifiers.conftest import LABEL, make_clips
 
 pytestmark = pytest.mark.django_db
 
 
-def test_a_planted_cluster_is_separated_on_the_held_out_split(labelled, user):
+def recordings_of(clip_ids) -> np.ndarray:
+    recording_of = dict(Clip.objects.filter(id__in=list(clip_ids)).values_list("id", "recording_id"))
+    return np.array([recording_of[int(clip_id)] for clip_id in clip_ids])
+
+
+def test_a_planted_cluster_is_separated_on_held_out_recordings(labelled, user):
     classifier = services.train_classifier(label=LABEL, source=labelled.run, by=user)
     metrics = classifier.metrics
     assert metrics["roc_auc"] >= 0.95
+    assert metrics["split"] == "by recording" and "not_measured" not in metrics
     assert metrics["n_positive"] == 40 and metrics["n_negative"] == 120
-    assert metrics["n_train"] + metrics["n_test"] == 160 and metrics["n_test"] == 40
-    assert metrics["n_test_positive"] == 10 and metrics["n_test_negative"] == 30
-    assert {"precision", "recall", "roc_auc"} <= metrics.keys()
+    assert metrics["n_train"] + metrics["n_test"] == 160 and 20 <= metrics["n_test"] <= 60
+    assert metrics["n_test_positive"] > 0 and metrics["n_test_negative"] > 0
+    assert metrics["n_train_recordings"] + metrics["n_test_recordings"] == metrics["n_recordings"] == 20
+    assert {"precision", "recall", "roc_auc", "average_precision"} <= metrics.keys()
+
+
+def test_no_recording_is_on_both_sides_of_the_held_out_split():
+    rng = np.random.default_rng(1)
+    for seed in range(20):
+        recordings = rng.integers(0, 9, size=200)
+        positive = rng.random(200) < 0.3
+        train, test = training.held_out_split(positive, recordings, seed=seed)
+        assert not set(recordings[train]) & set(recordings[test])
+        assert sorted([*train, *test]) == list(range(200))
+        assert positive[test].any() and (~positive[test]).any() and positive[train].any() and (~positive[train]).any()
+
+
+def test_held_out_recordings_do_not_reward_learning_each_recordings_sound():
+    # Each recording has its own sound (an offset of its windows); which recordings hold the positives is
+    # all there is to learn. Clips split at random score that near 1; held-out recordings see through it.
+    rng = np.random.default_rng(7)
+    recordings = np.repeat(np.arange(60), 8)
+    positive = recordings < 30
+    X = (rng.normal(size=(60, 64)) * 3)[recordings] + rng.normal(size=(len(recordings), 64)) * 0.3
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import train_test_split
+
+    train, test = train_test_split(np.arange(len(positive)), test_size=0.25, stratify=positive, random_state=0)
+    coef, intercept = training._fit(X[train], positive[train])
+    assert roc_auc_score(positive[test], training.sigmoid_scores(X[test], coef, intercept)) > 0.99
+    grouped = [training.fit(X, positive, recordings, seed=seed).metrics["roc_auc"] for seed in range(5)]
+    assert np.mean(grouped) < 0.7, grouped
+
+
+def test_labels_from_too_few_recordings_train_a_classifier_with_no_figures_but_why(planted, user):
+    # A chorus labelled in one recording: its positives all in recording 0, negatives everywhere.
+    in_first = recordings_of(planted.clip_ids) == recordings_of(planted.clip_ids[:1])[0]
+    services.label_clips(planted.uuids(planted.positive & in_first, 8), label=LABEL, polarity="positive", by=user)
+    services.label_clips(planted.uuids(~planted.positive, 60), label=LABEL, polarity="negative", by=user)
+    classifier = services.train_classifier(label=LABEL, source=planted.run, by=user)
+    metrics = classifier.metrics
+    assert not {"roc_auc", "precision", "recall", "average_precision", "n_test"} & metrics.keys()
+    assert metrics["n_positive_recordings"] == 1 and metrics["n_negative_recordings"] == 20
+    assert metrics["not_measured"] == (
+        "held-out figures need positives and negatives each from at least 3 recordings (a recording's windows "
+        "are too alike to check on each other); these labels have positives from 1 and negatives from 20: "
+        "label positives in 2 more recordings"
+    )
+    assert classifier.dimension == 1024  # trained all the same, on every example
 
 
 def test_the_trained_weights_score_every_clip_well_not_only_the_labelled_ones(classifier, planted):
@@ -86,6 +138,6 @@ def test_the_folded_weights_score_exactly_as_the_standardised_model():
 
 def test_fit_needs_five_of_each_and_reports_them():
     with pytest.raises(training.NotEnoughExamples) as error:
-        training.fit(np.zeros((9, 3)), np.array([True] * 5 + [False] * 4))
+        training.fit(np.zeros((9, 3)), np.array([True] * 5 + [False] * 4), np.arange(9))
     assert (error.value.missing_positives, error.value.missing_negatives) == (0, 1)
     assert str(error.value).endswith("label 1 more negative")
