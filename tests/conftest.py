@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+# The real field recordings every test folder reads (tests/data/README.md names their sources and licences).
+SHARED_DATA = PROJECT_ROOT / "tests" / "data"
 SCREENSHOTS = PROJECT_ROOT / "test-artifacts" / "screenshots"
 SAVED = pytest.StashKey[list]()
 
@@ -43,8 +44,8 @@ def pytest_terminal_summary(terminalreporter, config) -> None:
 
 @pytest.fixture
 def shared_data() -> Path:
-    """The real field recordings in ../shared/data."""
-    assert SHARED_DATA.is_dir(), f"{SHARED_DATA} is missing: tests read real recordings from ../shared/data"
+    """The real field recordings in tests/data."""
+    assert SHARED_DATA.is_dir(), f"{SHARED_DATA} is missing: tests read real recordings from tests/data"
     return SHARED_DATA
 
 
@@ -83,7 +84,7 @@ def api_client(user):
 
 
 def import_field_recordings(audio_root: Path, names: list[str], *, dataset: str = "Field season", **site) -> object:
-    """Copy recordings from ../shared/data into AUDIO_ROOT and import them; returns the dataset."""
+    """Copy recordings from tests/data into AUDIO_ROOT and import them; returns the dataset."""
     import shutil
 
     from echoroo.importing import import_recordings

@@ -2,7 +2,7 @@
 recordings (our export_detections), edited as a person would, imported back and checked row by row; Raven's own
 tables; malformed tables (a clear error, nothing written); the export read back by the import.
 
-What a table says is read here with Python's csv module and the eBird code file in ../shared/data, never with the
+What a table says is read here with Python's csv module and the eBird code file in tests/data, never with the
 import's own parsing or species lookup.
 """
 

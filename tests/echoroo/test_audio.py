@@ -21,8 +21,7 @@ from echoroo.audio import (
     read_info,
     window_starts,
 )
-
-SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+from tests.conftest import SHARED_DATA
 
 
 def write_tone(

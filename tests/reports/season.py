@@ -1,4 +1,4 @@
-"""Data of the browsing and chart tests: a field season of real recordings (copies of ../shared/data named with
+"""Data of the browsing and chart tests: a field season of real recordings (copies of tests/data named with
 their start times, at two sites and at none) and many recordings written straight into the database."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from echoroo.models import Dataset, Recording, Site
 from tests.conftest import SHARED_DATA
 
 SEASON = "Season 2026"
-# Site -> (latitude, longitude, {file name in the dataset: file of ../shared/data}); None: no site.
+# Site -> (latitude, longitude, {file name in the dataset: file of tests/data}); None: no site.
 LAYOUT = {
     "North marsh": (42.47, -76.45, {"NORTH_20260501_053000.wav": "1min.wav", "NORTH_20260502_060000.wav": "1min.wav"}),
     "South ridge": (42.40, -76.50, {"SOUTH_20260501_070000.wav": "rugr_drum.wav"}),
