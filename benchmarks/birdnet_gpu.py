@@ -7,7 +7,7 @@ Django, soundfile or soxr needed there):
     # on the GPU host, from the project root, carrying var/gpu-check (about 58 MiB):
     python3 benchmarks/birdnet_gpu.py --check var/gpu-check [--seconds 20]
 
-`--write-reference` copies the model file and saves 32 real 3-s windows of ../shared/data (as 16-bit
+`--write-reference` copies the model file and saves 32 real 3-s windows of tests/data (as 16-bit
 samples, so that both hosts read exactly the same float32 windows: 28 whole ones and the zero-padded
 last ones) with the logits and embeddings of LiteRT running the original model. `--check` builds the
 network from the model file on the GPU (TF32 off, float32; `--channels-last on|off` to compare layouts),
@@ -47,7 +47,7 @@ def write_reference(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     original = BirdNetRuntime(frontend="original", cache_dir=folder / "cache")
     shutil.copy(original.model_dir / MODEL_FILE, folder / "model.tflite")
-    shared = ROOT.parent / "shared" / "data"
+    shared = ROOT / "tests" / "data"
     whole, padded = [], []
     for name in ("1min.wav", "great_plains_toad.wav", "rugr_drum.wav", "metadata.wav"):
         for _, _, batch in audio.iter_batches(shared / name, 48_000, 3.0, 0.0, 64):

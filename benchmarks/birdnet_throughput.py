@@ -5,7 +5,7 @@ Run by hand from the project root:
     .venv/bin/python benchmarks/birdnet_throughput.py --device cuda [--seconds 20]
     .venv/bin/python benchmarks/birdnet_throughput.py --hours 24 --memory
 
-The first form measures, in one run, on ready 48 kHz windows of ../shared/data/1min.wav looped (one
+The first form measures, in one run, on ready 48 kHz windows of tests/data/1min.wav looped (one
 thread each): `original_litert`, the official model file on LiteRT (XNNPACK), as BirdNET-Analyzer and
 birdnetlib run it; `folded_litert`, our copy with the spectrograms folded into one matrix each (the
 default); `torch_cpu`, the PyTorch translation on the CPU; `folded_vs_original`; `max_logit_diff` and
@@ -38,7 +38,7 @@ import soundfile as sf
 import soxr
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared" / "data"
+SHARED = ROOT / "tests" / "data"
 sys.path.insert(0, str(ROOT))
 
 from echoroo import audio  # noqa: E402

@@ -4,7 +4,7 @@ Run by hand from the project root (it is not a test):
 
     .venv/bin/python benchmarks/end_to_end.py [--files 60]
 
-It writes `--files` distinct one-minute recordings made from ../shared/data/1min.wav (each with
+It writes `--files` distinct one-minute recordings made from tests/data/1min.wav (each with
 its own gain and a few samples of tiny noise, so no two files are alike) into a temporary
 AUDIO_ROOT, imports them into a throw-away embedded PostgreSQL server (both temporary folders are
 removed at the end, also on failure), and measures, in seconds of audio per second:
@@ -52,7 +52,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCE = ROOT.parent / "shared" / "data" / "1min.wav"
+SOURCE = ROOT / "tests" / "data" / "1min.wav"
 READY_TIMEOUT_S = 180
 JOB_TIMEOUT_S = 3600
 STOP_GRACE_S = 30

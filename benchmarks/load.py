@@ -32,7 +32,7 @@ import numpy as np
 import soundfile as sf
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared" / "data"
+SHARED = ROOT / "tests" / "data"
 
 
 def log(message: str) -> None:

@@ -5,7 +5,7 @@ Run by hand from the project root (it is not a test):
     .venv/bin/python benchmarks/rethreshold.py [--minutes 30] [--profile]
 
 It writes one recording of --minutes (default 30) at 32 kHz into a temporary AUDIO_ROOT, made by
-tiling the real field recordings of ../shared/data/ (1min.wav, soundscape.flac, great_plains_toad.wav,
+tiling the real field recordings of tests/data/ (1min.wav, soundscape.flac, great_plains_toad.wav,
 rugr_drum.wav and metadata.wav; the two not at 32 kHz resampled once with soxr HQ), imports it into
 a throw-away embedded PostgreSQL server (both temporary folders are removed at the end, also on
 failure), and runs, in this process (`start_job(sync=True)`, BirdNET loaded once before, as a
@@ -53,8 +53,8 @@ from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared" / "data"
-# Tiled in this order; the real field recordings of ../shared/data/ (see its README).
+SHARED = ROOT / "tests" / "data"
+# Tiled in this order; the real field recordings of tests/data/ (see its README).
 SOURCES = ("1min.wav", "soundscape.flac", "great_plains_toad.wav", "rugr_drum.wav", "metadata.wav")
 SAMPLE_RATE = 32_000
 FIRST_CONFIG = {"confidence_threshold": 0.1, "sensitivity": 1.0}

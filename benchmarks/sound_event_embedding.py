@@ -5,7 +5,7 @@ Run by hand from the project root (it is not a test):
     .venv/bin/python benchmarks/sound_event_embedding.py [--events 1000] [--minutes 10]
 
 It writes four recordings of --minutes each into a temporary AUDIO_ROOT, made by looping the real
-field recordings of ../shared/data/ (1min.wav, soundscape.flac, great_plains_toad.wav,
+field recordings of tests/data/ (1min.wav, soundscape.flac, great_plains_toad.wav,
 rugr_drum.wav, each at its own rate), imports them into a throw-away embedded PostgreSQL server
 (DATABASE_URL is ignored: the configured server is never written; both temporary folders are
 removed at the end, also on failure), makes BirdNET's model run, and draws --events boxes as a
@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared" / "data"
+SHARED = ROOT / "tests" / "data"
 SOURCES = ("1min.wav", "soundscape.flac", "great_plains_toad.wav", "rugr_drum.wav")
 BOX_LENGTH_S = (0.3, 6.0)
 

@@ -6,7 +6,7 @@ Run by hand from the project root (it is not a test; no database, BirdNET only, 
 
 Where the labelled events come from (nobody drew these boxes; this is what could be had honestly):
 
-- BirdNET's own confident detections on the shared recordings with birds (../shared/data/:
+- BirdNET's own confident detections on the shared recordings with birds (tests/data/:
   soundscape.flac, 1min.wav, rugr_drum.wav): 3-s windows every 0.5 s whose best label scores at least
   0.5 while no other label reaches 0.3; the label is the event's species. The call is found in the
   window without the model: the frame with the most energy above the recording's median spectrum
@@ -65,7 +65,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared" / "data"
+SHARED = ROOT / "tests" / "data"
 sys.path.insert(0, str(ROOT))
 
 RATE = 48_000

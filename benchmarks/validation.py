@@ -7,7 +7,7 @@ Run by hand from the project root (it is not a test):
 
 It builds, in a throw-away embedded PostgreSQL server and a temporary AUDIO_ROOT (both removed at
 the end), a completed BirdNET-like job whose window detections number --detections: recordings
-that are hard links of ../shared/data/1min.wav (so every spectrogram is real audio, drawn anew:
+that are hard links of tests/data/1min.wav (so every spectrogram is real audio, drawn anew:
 each recording has its own sha256 and so its own spectrogram cache), 20 windows each, 5 species a
 window out of 50 with a skewed frequency (the commonest has about a quarter of the detections),
 scores uniform from the job's threshold 0.1 to 1. The baseline, in the same run, is the same
@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared" / "data"
+SHARED = ROOT / "tests" / "data"
 SPECIES = 50
 PER_WINDOW = 5
 WINDOWS = 20  # 1min.wav: 20 windows of 3 s
