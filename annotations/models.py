@@ -53,8 +53,7 @@ class SoundEventAnnotation(models.Model):
         ]
 
     def __str__(self) -> str:
-        event = self.sound_event
-        return f"{self.recording_id}:{event.start_time:g}-{event.end_time:g}s"
+        return f"annotation {self.sound_event}"
 
 
 class SoundEventAnnotationTag(models.Model):
@@ -71,7 +70,7 @@ class SoundEventAnnotationTag(models.Model):
         constraints = [models.UniqueConstraint(fields=["annotation", "tag"], name="se_annotation_tag_unique")]
 
     def __str__(self) -> str:
-        return f"{self.annotation_id}:{self.tag_id}"
+        return str(self.tag)
 
 
 class AnnotationChange(models.Model):

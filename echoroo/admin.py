@@ -13,10 +13,12 @@ from django.db import connections
 from django.db.models import Count, OuterRef, Prefetch, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 
 from echoroo import deletion
+from echoroo.formatting import band_text, clock, duration_text
 from echoroo.models import (
     SPECIES,
     Clip,
@@ -221,9 +223,13 @@ class TagAdmin(admin.ModelAdmin):
 
 @admin.register(ModelRun)
 class ModelRunAdmin(DeletesInDatabase, admin.ModelAdmin):
-    list_display = ("name", "version", "embedding_dimension", "segment_duration", "sample_rate", "created_at")
+    list_display = ("name", "version", "embedding_dimension", "window", "sample_rate", "created_at")
     search_fields = ("name", "version")
     readonly_fields = ("uuid", "created_at", "clip_predictions", "sound_event_predictions")
+
+    @admin.display(description="window", ordering="segment_duration")
+    def window(self, run: ModelRun) -> str:
+        return duration_text(run.segment_duration)
 
     @admin.display(description="clip predictions")
     def clip_predictions(self, run: ModelRun) -> str:
@@ -267,7 +273,7 @@ class SampleRateListFilter(admin.SimpleListFilter):
 
 @admin.register(Recording)
 class RecordingAdmin(DeletesInDatabase, BigTableAdmin):
-    list_display = ("path", "dataset", "site", "duration", "samplerate", "channels", "recorded_at")
+    list_display = ("path", "dataset", "site", "length", "samplerate", "channels", "recorded_at")
     list_filter = (
         "dataset",
         ("site", SiteListFilter),
@@ -287,6 +293,10 @@ class RecordingAdmin(DeletesInDatabase, BigTableAdmin):
             return queryset.filter(sha256=search_term.strip()), False
         return super().get_search_results(request, queryset, search_term)
 
+    @admin.display(description="duration")
+    def length(self, recording: Recording) -> str:
+        return duration_text(recording.duration)
+
     @admin.display(description="clips")
     def clips(self, recording: Recording) -> str:
         return changelist_link(Clip, "clips", recording__id__exact=recording.pk) if recording.pk else "-"
@@ -296,9 +306,21 @@ class RecordingAdmin(DeletesInDatabase, BigTableAdmin):
         return changelist_link(SoundEvent, "sound events", recording__id__exact=recording.pk) if recording.pk else "-"
 
 
+class SpanColumns:
+    """A clip's or sound event's start and end as times into its recording (m:ss.s), not bare seconds."""
+
+    @admin.display(description="start")
+    def start(self, row: Clip | SoundEvent) -> str:
+        return clock(row.start_time)
+
+    @admin.display(description="end")
+    def end(self, row: Clip | SoundEvent) -> str:
+        return clock(row.end_time)
+
+
 @admin.register(Clip)
-class ClipAdmin(BigTableAdmin):
-    list_display = ("id", "recording", "start_time", "end_time")
+class ClipAdmin(SpanColumns, BigTableAdmin):
+    list_display = ("id", "recording", "start", "end")
     list_filter = ("recording__dataset",)
     list_select_related = ("recording",)
     search_fields = ("^recording__path",)
@@ -316,14 +338,18 @@ class ClipAdmin(BigTableAdmin):
 
 
 @admin.register(SoundEvent)
-class SoundEventAdmin(BigTableAdmin):
-    list_display = ("id", "recording", "start_time", "end_time", "low_freq", "high_freq")
+class SoundEventAdmin(SpanColumns, BigTableAdmin):
+    list_display = ("id", "recording", "start", "end", "band")
     list_filter = ("recording__dataset",)
     list_select_related = ("recording",)
     search_fields = ("^recording__path",)
     search_help_text = "A recording's path prefix, or a sound event's UUID."
     autocomplete_fields = ("recording",)
     readonly_fields = ("uuid", "created_at", "predictions")
+
+    @admin.display(description="band")
+    def band(self, event: SoundEvent) -> str:
+        return band_text(event.low_freq, event.high_freq)
 
     @admin.display(description="predictions")
     def predictions(self, event: SoundEvent) -> str:
@@ -348,15 +374,22 @@ class JobListFilter(admin.RelatedFieldListFilter):
 
     def field_choices(self, field, request, model_admin):
         jobs = field.related_model.objects.select_related("model_run", "dataset", "recording")
-        return [(job.pk, f"{job.pk}: {job}") for job in jobs.order_by("-created_at", "-pk")[:JOB_FILTER_CHOICES]]
+        newest = jobs.order_by("-created_at", "-pk")[:JOB_FILTER_CHOICES]
+        return [(job.pk, f"{job}, {job_time(job)}") for job in newest]
+
+
+def job_time(job) -> str:
+    """When a job was created, as the admin names a job among others of its model (not by its database id)."""
+    return f"{timezone.localtime(job.created_at):%Y-%m-%d %H:%M}"
 
 
 def link_to_job(prediction: ClipPrediction | SoundEventPrediction) -> str:
-    """The job whose detection this is, linked by id (no query per row); a classifier's score has none."""
+    """The job whose detection this is, by model and creation time (read with the row); a classifier's score has
+    none."""
     if prediction.job_id is None:
         return "-"
     url = reverse("admin:inference_inferencejob_change", args=[prediction.job_id])
-    return format_html('<a href="{}">job {}</a>', url, prediction.job_id)
+    return format_html('<a href="{}">{} {}</a>', url, prediction.job.model_run, job_time(prediction.job))
 
 
 class ClipPredictionTagInline(admin.TabularInline):
@@ -369,7 +402,7 @@ class ClipPredictionTagInline(admin.TabularInline):
 class ClipPredictionAdmin(BigTableAdmin):
     list_display = ("id", "clip", "model_run", "job_link", "top_tags", "created_at")
     list_filter = ("model_run", ("job", JobListFilter), "clip__recording__dataset")
-    list_select_related = ("clip", "model_run")
+    list_select_related = ("clip__recording", "model_run", "job__model_run")
     search_fields = ("^clip__recording__path",)
     search_help_text = "A recording's path prefix, or a prediction's UUID."
     raw_id_fields = ("clip", "job")
@@ -399,7 +432,7 @@ class SoundEventPredictionTagInline(admin.TabularInline):
 class SoundEventPredictionAdmin(BigTableAdmin):
     list_display = ("id", "sound_event", "model_run", "job_link", "top_tags", "created_at")
     list_filter = ("model_run", ("job", JobListFilter), "sound_event__recording__dataset")
-    list_select_related = ("sound_event", "model_run")
+    list_select_related = ("sound_event__recording", "model_run", "job__model_run")
     search_fields = ("^sound_event__recording__path",)
     search_help_text = "A recording's path prefix, or a prediction's UUID."
     raw_id_fields = ("sound_event", "job")
@@ -430,7 +463,7 @@ class ClipAnnotationTagInline(admin.TabularInline):
 class ClipAnnotationAdmin(BigTableAdmin):
     list_display = ("id", "clip", "tags", "created_by", "created_at")
     list_filter = ("clip__recording__dataset",)
-    list_select_related = ("clip", "created_by")
+    list_select_related = ("clip__recording", "created_by")
     # Annotations grow at the pace of people, so scanning their notes stays cheap.
     search_fields = ("^clip__recording__path", "notes")
     search_help_text = "A recording's path prefix, words from the notes, or an annotation's UUID."
@@ -468,7 +501,7 @@ class ClipAnnotationAdmin(BigTableAdmin):
 class ClipPredictionTagAdmin(BigTableAdmin):
     list_display = ("id", "clip_prediction", "tag", "score")
     list_filter = ("clip_prediction__model_run",)
-    list_select_related = ("clip_prediction", "tag")
+    list_select_related = ("clip_prediction__clip__recording", "clip_prediction__model_run", "tag")
     search_fields = ("^tag__value",)
     search_help_text = "The start of a tag's value (a species' scientific name)."
     raw_id_fields = ("clip_prediction",)
@@ -480,7 +513,7 @@ class ClipPredictionTagAdmin(BigTableAdmin):
 class SoundEventPredictionTagAdmin(ClipPredictionTagAdmin):
     list_display = ("id", "sound_event_prediction", "tag", "score")
     list_filter = ("sound_event_prediction__model_run",)
-    list_select_related = ("sound_event_prediction", "tag")
+    list_select_related = ("sound_event_prediction__sound_event__recording", "sound_event_prediction__model_run", "tag")
     raw_id_fields = ("sound_event_prediction",)
 
 
@@ -488,7 +521,7 @@ class SoundEventPredictionTagAdmin(ClipPredictionTagAdmin):
 class ClipAnnotationTagAdmin(ClipPredictionTagAdmin):
     list_display = ("id", "clip_annotation", "tag", "created_by", "created_at")
     list_filter = ()
-    list_select_related = ("clip_annotation", "tag", "created_by")
+    list_select_related = ("clip_annotation__clip__recording", "tag", "created_by")
     raw_id_fields = ("clip_annotation",)
     autocomplete_fields = ("tag", "created_by")
     readonly_fields = ("created_at",)

@@ -10,6 +10,8 @@ from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import F, Q
 
+from echoroo.formatting import band_text, duration_text, span_text
+
 SPECIES = "species"
 
 
@@ -128,7 +130,7 @@ class Clip(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.recording_id}:{self.start_time:g}-{self.end_time:g}s"
+        return f"{self.recording.path} {span_text(self.start_time, self.end_time)}"
 
 
 class SoundEvent(models.Model):
@@ -158,7 +160,10 @@ class SoundEvent(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.recording_id}:{self.start_time:g}-{self.end_time:g}s"
+        band = (
+            "" if self.low_freq is None and self.high_freq is None else f", {band_text(self.low_freq, self.high_freq)}"
+        )
+        return f"{self.recording.path} {span_text(self.start_time, self.end_time)}{band}"
 
 
 class Tag(models.Model):
@@ -256,7 +261,7 @@ class RecordingOutput(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.model_run_id}@{self.recording_id} (overlap {self.overlap:g} s)"
+        return f"{self.model_run} on {self.recording.path} (overlap {duration_text(self.overlap)})"
 
 
 class ClipOutput(models.Model):
@@ -278,7 +283,7 @@ class ClipOutput(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.model_run_id}@{self.clip_id}"
+        return f"{self.model_run} output on {self.clip}"
 
 
 class ClipPrediction(models.Model):
@@ -323,7 +328,7 @@ class ClipPrediction(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.model_run_id}@{self.clip_id}"
+        return f"{self.model_run} on {self.clip}"
 
 
 class ClipPredictionTag(models.Model):
@@ -339,6 +344,9 @@ class ClipPredictionTag(models.Model):
             models.UniqueConstraint(fields=["clip_prediction", "tag"], name="clip_prediction_tag_unique"),
             score_constraint("clip_prediction_tag"),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.tag.value} {self.score:.3f}"
 
 
 class SoundEventPrediction(models.Model):
@@ -368,6 +376,9 @@ class SoundEventPrediction(models.Model):
             models.UniqueConstraint(fields=["sound_event", "model_run"], name="sound_event_prediction_unique_run")
         ]
 
+    def __str__(self) -> str:
+        return f"{self.model_run} on {self.sound_event}"
+
 
 class SoundEventPredictionTag(models.Model):
     sound_event_prediction = models.ForeignKey(
@@ -383,6 +394,9 @@ class SoundEventPredictionTag(models.Model):
             score_constraint("se_prediction_tag"),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.tag.value} {self.score:.3f}"
+
 
 class ClipAnnotation(models.Model):
     """A person's annotation of a clip."""
@@ -397,6 +411,9 @@ class ClipAnnotation(models.Model):
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["clip"], name="clip_annotation_clip")]
 
+    def __str__(self) -> str:
+        return f"annotation of {self.clip}"
+
 
 class ClipAnnotationTag(models.Model):
     clip_annotation = models.ForeignKey(ClipAnnotation, on_delete=models.CASCADE, related_name="tags")
@@ -406,3 +423,6 @@ class ClipAnnotationTag(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["clip_annotation", "tag"], name="clip_annotation_tag_unique")]
+
+    def __str__(self) -> str:
+        return str(self.tag)

@@ -16,6 +16,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from annotations.recording_page import annotations_context
+from echoroo.formatting import clock, duration_text
 from echoroo.media import PLAY_CONTEXT_S
 from echoroo.models import ClipPredictionTag, Dataset, Recording
 from echoroo.recording_view import VIEW_HEIGHT_PX, length_text, recording_view
@@ -60,13 +61,6 @@ def species_names(value: str) -> tuple[str, str]:
     return (label.common_name, label.scientific_name) if label.common_name else (value, "")
 
 
-def clock(seconds: float) -> str:
-    """Seconds into a recording as h:mm:ss.s or m:ss.s."""
-    minutes, rest = divmod(max(seconds, 0.0), 60)
-    hours, minutes = divmod(int(minutes), 60)
-    return f"{hours}:{minutes:02}:{rest:04.1f}" if hours else f"{minutes}:{rest:04.1f}"
-
-
 def pick_threshold_set(wanted: str) -> tuple[ThresholdSet | None, list[str], bool]:
     """The threshold set ?thresholds= names (None: every detection), the set names to pick from, and whether the
     name matched no set (the page then says so and filters nothing)."""
@@ -91,14 +85,6 @@ def job_url(job: InferenceJob | None, threshold_set: ThresholdSet | None = None)
         return None
     url = reverse("job", args=[job.uuid])
     return f"{url}?{urlencode({'thresholds': threshold_set.name})}" if threshold_set else url
-
-
-def duration_text(seconds: float | None) -> str:
-    if seconds is None:
-        return "–"
-    hours, rest = divmod(round(seconds), 3600)
-    minutes, seconds = divmod(rest, 60)
-    return f"{hours} h {minutes:02} min" if hours else f"{minutes} min {seconds:02} s" if minutes else f"{seconds} s"
 
 
 def with_progress(jobs) -> list[InferenceJob]:

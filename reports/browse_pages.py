@@ -10,8 +10,9 @@ from django.shortcuts import render
 from django.urls import path, reverse
 from django.views.decorators.http import require_GET
 
+from echoroo.formatting import duration_text
 from echoroo.models import Dataset, Recording
-from echoroo.pages import duration_text, may_start_jobs, page_login_required
+from echoroo.pages import may_start_jobs, page_login_required
 from reports import chart_pages
 from reports.browsing import (
     NO_SITE,

@@ -22,6 +22,8 @@ from matplotlib.dates import AutoDateLocator, ConciseDateFormatter, date2num
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from echoroo.formatting import duration_text
+
 DPI = 100
 WIDTH_IN = 11.0
 # The pages' colours (static/echoroo/pages.css): ink, muted text, lines, accent.
@@ -120,13 +122,6 @@ def colormap(name: str, *, bad: str) -> Colormap:
 
 def shorten(text: str, length: int) -> str:
     return text if len(text) <= length else text[: length - 1] + "…"
-
-
-def duration_text(seconds: float) -> str:
-    """Time recorded: in hours, or below an hour in minutes, or below a minute in seconds."""
-    if seconds >= 3600:
-        return f"{seconds / 3600:,.1f} h"
-    return f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
 # --- The charts ---------------------------------------------------------------------------------------------------

@@ -46,7 +46,7 @@ class Verdict(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.clip_id} {self.species_id}: {self.verdict}"
+        return f"{self.species.value} at {self.clip}: {self.verdict}"
 
 
 class ThresholdSet(models.Model):

@@ -7,6 +7,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from echoroo.admin import EXACT_COUNT_LIMIT, JOB_FILTER_CHOICES, EstimatedCountPaginator
 from echoroo.models import (
@@ -287,7 +288,10 @@ def test_the_prediction_lists_link_each_row_to_its_job_and_filter_by_job(admin_c
     score = ClipPrediction.objects.create(clip=world.clip, model_run=classifier)
     job_page = reverse("admin:inference_inferencejob_change", args=[world.job.pk])
     page = admin_client.get(url(ClipPrediction, "changelist")).content.decode()
-    assert f'<a href="{job_page}">job {world.job.pk}</a>' in page
+    # A job is named by its model and when it was created, not by its database id.
+    created = f"{timezone.localtime(world.job.created_at):%Y-%m-%d %H:%M}"
+    assert f'<a href="{job_page}">birdnet 2.4 {created}</a>' in page
+    assert f"job {world.job.pk}<" not in page
     assert "no job (a classifier&#x27;s scores)" in page
     for lookup, expected in (
         ({"job__id__exact": world.job.pk}, [world.prediction]),
