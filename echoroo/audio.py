@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import math
 import os
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +35,18 @@ SEGMENT_CONTEXT_S = 0.1
 # Float seconds that went through a database or JSON may land a hair past the
 # end of a recording; this much is treated as "at the end", not "outside".
 END_TOLERANCE_S = 1e-6
+
+# What libsndfile reports as the length of a stream whose header does not know it (SF_COUNT_MAX): a FLAC
+# whose STREAMINFO says 0 samples, which the format allows. Such files are measured by decoding them.
+UNKNOWN_FRAMES = 2**63 - 1
+
+# No field recording lasts this long; a header that says so is broken, and believing it would make
+# months of silence to analyse (a week is several times the longest single file a field recorder writes).
+MAX_DURATION_S = 7 * 24 * 3600.0
+
+# Frames decoded at a time to measure a stream of unknown length, and read at a time to hash a file.
+COUNT_BLOCK_FRAMES = 1 << 16
+HASH_CHUNK_BYTES = 1 << 20
 
 
 # The resampler that streams recordings to a model's rate (see use_resampler); segments read for
@@ -68,6 +83,24 @@ class AudioInfo:
     subtype: str
 
 
+@dataclass(frozen=True)
+class ImportedFile(os.PathLike):
+    """A recording's file and the sha256 it had when imported.
+
+    Streamed whole (iter_blocks, iter_windows, iter_batches), it is hashed as it is read, and the stream
+    ends in an AudioError if the bytes are no longer those imported. Anywhere else it is just its path.
+    """
+
+    path: Path
+    sha256: str
+
+    def __fspath__(self) -> str:
+        return os.fspath(self.path)
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+
 @dataclass(frozen=True, eq=False)
 class Window:
     """One model window: its place in the recording and its mono samples."""
@@ -78,16 +111,55 @@ class Window:
 
 
 def read_info(path: AudioPath) -> AudioInfo:
-    """Read a recording's header; a file with 0 frames is valid (duration 0)."""
+    """Read a recording's header; a file with 0 frames is valid (duration 0).
+
+    A stream whose header does not know its length is measured by decoding it (once per file and
+    process); a length over MAX_DURATION_S is an AudioError.
+    """
     with _open(path) as sound_file:
+        frames = sound_file.frames
+        if frames == UNKNOWN_FRAMES:
+            frames = _counted_frames(path, sound_file)
+        duration_s = frames / sound_file.samplerate
+        check_duration(path, duration_s)
         return AudioInfo(
             path=Path(path),
             sample_rate=sound_file.samplerate,
             channels=sound_file.channels,
-            frames=sound_file.frames,
-            duration_s=sound_file.frames / sound_file.samplerate,
+            frames=frames,
+            duration_s=duration_s,
             format=sound_file.format,
             subtype=sound_file.subtype,
+        )
+
+
+def measure(source: AudioPath | io.IOBase) -> tuple[int, int, int]:
+    """(frames, sample rate in Hz, channels) of a file or open binary file, decoding it where its header
+    does not know its length. Raises soundfile's errors for what is not audio."""
+    with _SoundFile(source) as sound_file:
+        frames = sound_file.frames
+        if frames == UNKNOWN_FRAMES:
+            frames = decode_frames(sound_file)
+        return frames, sound_file.samplerate, sound_file.channels
+
+
+def decode_frames(sound_file: sf.SoundFile) -> int:
+    """Count a stream's frames by decoding it from where it stands to its end."""
+    block = np.empty((COUNT_BLOCK_FRAMES, sound_file.channels), dtype=np.int16)
+    frames = 0
+    while True:
+        read = len(sound_file.read(COUNT_BLOCK_FRAMES, dtype="int16", always_2d=True, out=block))
+        frames += read
+        if read < COUNT_BLOCK_FRAMES:
+            return frames
+
+
+def check_duration(path: AudioPath, duration_s: float) -> None:
+    """An AudioError if a recording claims to last longer than any field recording does."""
+    if duration_s > MAX_DURATION_S:
+        raise AudioError(
+            f"{path}: the file says it lasts {duration_s:.3g} s, more than the {MAX_DURATION_S / 86400:g} days "
+            "a recording may last; its header is broken: re-export or re-encode the file"
         )
 
 
@@ -123,7 +195,7 @@ def iter_blocks(path: AudioPath, sample_rate: int, *, block_s: float = DEFAULT_B
     early (an estimated MP3 length) the rest is silence; audio past the
     header's length is dropped.
     """
-    return _exact_blocks(read_info(path), sample_rate, block_s)
+    return _exact_blocks(read_info(path), sample_rate, block_s, _expected_sha256(path))
 
 
 def iter_windows(
@@ -144,7 +216,7 @@ def iter_windows(
     buffer = np.zeros(0, dtype=np.float32)
     buffer_start = 0
     index = 0
-    for block in _exact_blocks(info, sample_rate, block_s):
+    for block in _exact_blocks(info, sample_rate, block_s, _expected_sha256(path)):
         buffer = np.concatenate([buffer, block])
         while index < count:
             offset = index * step_samples - buffer_start
@@ -222,15 +294,107 @@ def load_segment(path: AudioPath, start_s: float, end_s: float, sample_rate: int
     return segment
 
 
-def _open(path: AudioPath) -> sf.SoundFile:
-    """Open a recording for reading, or raise an AudioError that says why not."""
+class _SoundFile(sf.SoundFile):
+    """soundfile's SoundFile, able to read a stream of unknown length to its end.
+
+    soundfile seeks back to its own count after every read; libsndfile refuses that seek past the last
+    frame of a FLAC whose header says 0 samples, so such a stream is read as a non-seekable one (a
+    seek asked for explicitly still works).
+    """
+
+    def seekable(self) -> bool:
+        return self.frames != UNKNOWN_FRAMES and super().seekable()
+
+
+# Frames counted by decoding, per (path, size, modification time): a stream of unknown length is
+# decoded once per process, not on every read_info.
+_COUNTED_FRAMES: dict[tuple[str, int, int], int] = {}
+_COUNTED_FRAMES_KEPT = 256
+
+
+def _counted_frames(path: AudioPath, sound_file: sf.SoundFile) -> int:
+    status = os.stat(path)
+    key = (os.fspath(path), status.st_size, status.st_mtime_ns)
+    if key not in _COUNTED_FRAMES:
+        try:
+            frames = decode_frames(sound_file)
+        except sf.SoundFileError as error:
+            raise AudioError(
+                f"{path}: the header does not give the length and decoding it failed ({_reason(error)}); "
+                "the file looks truncated or corrupt, re-export it"
+            ) from error
+        if len(_COUNTED_FRAMES) >= _COUNTED_FRAMES_KEPT:
+            _COUNTED_FRAMES.pop(next(iter(_COUNTED_FRAMES)))
+        _COUNTED_FRAMES[key] = frames
+    return _COUNTED_FRAMES[key]
+
+
+def _expected_sha256(path: AudioPath) -> str | None:
+    return path.sha256 if isinstance(path, ImportedFile) else None
+
+
+class _HashingReader(io.RawIOBase):
+    """A file handed to the decoder and hashed on the way, so checking it costs no second read.
+
+    Bytes read in order from the start are hashed as they pass; whatever the decoder skipped, read out
+    of order or never reached is read at the end by `hexdigest`, so the digest is always the whole file's.
+    """
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self._file = open(path, "rb")  # noqa: SIM115 (closed by close())
+        self._digest = hashlib.sha256()
+        self._position = 0
+        self._hashed = 0  # the digest covers bytes [0, _hashed)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        count = self._file.readinto(buffer) or 0
+        start = self._position
+        if start <= self._hashed < start + count:
+            with memoryview(buffer) as view:
+                self._digest.update(view.cast("B")[self._hashed - start : count])
+            self._hashed = start + count
+        self._position = start + count
+        return count
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        self._position = self._file.seek(offset, whence)
+        return self._position
+
+    def tell(self) -> int:
+        return self._position
+
+    def hexdigest(self) -> str:
+        """The sha256 of the whole file, reading what the decoder has not read in order."""
+        self._file.seek(self._hashed)
+        chunk = bytearray(HASH_CHUNK_BYTES)
+        with memoryview(chunk) as view:
+            while size := self._file.readinto(chunk):
+                self._digest.update(view[:size])
+                self._hashed += size
+        self._position = self._file.tell()
+        return self._digest.hexdigest()
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+def _open(path: AudioPath, source: _HashingReader | None = None) -> sf.SoundFile:
+    """Open a recording for reading (through `source` when given), or raise an AudioError that says why not."""
     file_path = Path(path)
     if not file_path.is_file():
         raise AudioError(f"{path}: no such file (or not a regular file); check the path and that its volume is mounted")
     if file_path.stat().st_size == 0:
         raise AudioError(f"{path}: the file is empty (0 bytes); re-copy or re-export it")
     try:
-        return sf.SoundFile(file_path)
+        return _SoundFile(file_path if source is None else source)
     except sf.SoundFileError as error:
         raise AudioError(
             f"{path}: not a readable audio file ({_reason(error)}); "
@@ -256,9 +420,11 @@ def _mono(block: np.ndarray) -> np.ndarray:
     return block.mean(axis=1, dtype=np.float32)
 
 
-def _source_blocks(info: AudioInfo, block_frames: int) -> Iterator[tuple[np.ndarray, bool]]:
+def _source_blocks(
+    info: AudioInfo, block_frames: int, source: _HashingReader | None
+) -> Iterator[tuple[np.ndarray, bool]]:
     """Yield (mono block at the file's rate, is_last) until the decoder runs dry."""
-    with _open(info.path) as sound_file:
+    with _open(info.path, source) as sound_file:
         frames_read = 0
         while True:
             try:
@@ -275,17 +441,42 @@ def _source_blocks(info: AudioInfo, block_frames: int) -> Iterator[tuple[np.ndar
                 return
 
 
-def _exact_blocks(info: AudioInfo, sample_rate: int, block_s: float) -> Iterator[np.ndarray]:
-    """Resampled blocks trimmed or padded to the length the header promises."""
+def _exact_blocks(
+    info: AudioInfo, sample_rate: int, block_s: float, expected_sha256: str | None = None
+) -> Iterator[np.ndarray]:
+    """Resampled blocks trimmed or padded to the length the header promises.
+
+    With expected_sha256, the file is hashed as it is decoded, and after the last block comes an
+    AudioError if it is not the file imported: a consumer that reads to the end never takes the blocks
+    of a changed file for the recording's.
+    """
+    if expected_sha256 is None:
+        yield from _fitted_blocks(info, sample_rate, block_s, None)
+        return
+    with _HashingReader(info.path) as source:
+        yield from _fitted_blocks(info, sample_rate, block_s, source)
+        actual = source.hexdigest()
+    if actual != expected_sha256:
+        raise AudioError(
+            f"{info.path}: the file changed since it was imported (its sha256 is now {actual[:12]}…, the "
+            f"recording's {expected_sha256[:12]}…), so it is not the audio of this recording: restore the file "
+            "as imported, or import the new one as a new recording (import_recordings --verify lists such files)"
+        )
+
+
+def _fitted_blocks(
+    info: AudioInfo, sample_rate: int, block_s: float, source: _HashingReader | None
+) -> Iterator[np.ndarray]:
     total = _samples_at(info.duration_s, sample_rate)
     produced = 0
-    for block in _resampled_blocks(info, sample_rate, block_s):
-        block = block[: total - produced]
-        if block.size:
-            produced += block.size
-            yield block
-        if produced == total:
-            return
+    with closing(_resampled_blocks(info, sample_rate, block_s, source)) as blocks:
+        for block in blocks:
+            block = block[: total - produced]
+            if block.size:
+                produced += block.size
+                yield block
+            if produced == total:
+                return
     pad_samples = max(1, _samples_at(block_s, sample_rate))
     while produced < total:
         silence = np.zeros(min(pad_samples, total - produced), dtype=np.float32)
@@ -293,7 +484,9 @@ def _exact_blocks(info: AudioInfo, sample_rate: int, block_s: float) -> Iterator
         yield silence
 
 
-def _resampled_blocks(info: AudioInfo, sample_rate: int, block_s: float) -> Iterator[np.ndarray]:
+def _resampled_blocks(
+    info: AudioInfo, sample_rate: int, block_s: float, source: _HashingReader | None
+) -> Iterator[np.ndarray]:
     """Yield the decoded recording at sample_rate, streamed through the resampler in use (soxr by default)."""
     if sample_rate <= 0:
         raise ValueError(f"sample_rate must be positive, got {sample_rate}")
@@ -301,11 +494,11 @@ def _resampled_blocks(info: AudioInfo, sample_rate: int, block_s: float) -> Iter
         raise ValueError(f"block_s must be positive, got {block_s}")
     block_frames = max(1, round(block_s * info.sample_rate))
     if info.sample_rate == sample_rate:
-        for block, _ in _source_blocks(info, block_frames):
+        for block, _ in _source_blocks(info, block_frames, source):
             yield block
         return
     stream = resamplers.open_stream(info.sample_rate, sample_rate, _resampler)
-    for block, is_last in _source_blocks(info, block_frames):
+    for block, is_last in _source_blocks(info, block_frames, source):
         # last=True flushes the filter's tail, or the final samples are lost.
         yield stream.resample_chunk(block, last=is_last)
 

@@ -9,9 +9,15 @@ Choices worth knowing:
   With verify=True such files are re-hashed, and one whose sha256 no longer matches is
   reported as "changed on disk" and left as it was: a recording is never silently replaced
   (its clips and predictions belong to the old audio).
-- Times in file names are the recorder's clock; they are read in the given time zone
-  (settings.TIME_ZONE by default). AudioMoths write UTC unless configured otherwise,
-  Song Meters the local time they were set to.
+- The recording time comes from the WAV header where the recorder wrote it (GUANO's Timestamp,
+  AudioMoth's comment: see echoroo.metadata), else from the file name. Times in file names, and
+  header times without a zone, are the recorder's clock, read in the given time zone
+  (settings.TIME_ZONE by default). AudioMoths write UTC unless configured otherwise, Song Meters
+  the local time they were set to. A GUANO Loc Position is the recording's own place.
+- A file whose header does not give its length (a FLAC whose STREAMINFO says 0 samples) is measured
+  by decoding it; one that lasts more than echoroo.audio.MAX_DURATION_S is refused.
+- With verify=True, recordings of the dataset under the given paths whose file is gone are listed
+  as missing.
 """
 
 from __future__ import annotations
@@ -31,9 +37,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import soundfile
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 
+from echoroo import audio
 from echoroo.cpus import usable_cpus
 from echoroo.filenames import parse_recorded_at
+from echoroo.metadata import WavMetadata, read_wav_metadata
 from echoroo.models import Dataset, Recording, Site
 
 AUDIO_EXTENSIONS = (".flac", ".mp3", ".ogg", ".wav")
@@ -69,6 +78,10 @@ class ImportReport:
     imported: list[str] = field(default_factory=list)
     already_present: list[str] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
+    # Recordings whose file is gone (listed by verify=True only).
+    missing: list[str] = field(default_factory=list)
+    # Imported, but part of the header's metadata could not be read (the path, and what).
+    notes: list[Failure] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -86,6 +99,7 @@ class AudioFacts:
     duration_s: float | None = None
     sample_rate: int | None = None
     channels: int | None = None
+    metadata: WavMetadata = WavMetadata()
 
 
 def import_recordings(
@@ -111,8 +125,9 @@ def import_recordings(
     _check_location(site, latitude, longitude)
     zone = recorder_zone(timezone)
     root = audio_root()
-    found = find_audio_files(paths, root)
-    if not found:
+    gone = _gone_paths(paths, root, dataset) if verify else []
+    found = find_audio_files([path for path in paths if path not in gone], root)
+    if not found and not gone:
         raise ImportRefused(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) found in {', '.join(map(str, paths))}")
 
     with transaction.atomic():
@@ -128,6 +143,8 @@ def import_recordings(
     finally:
         if bar is not None:
             bar.close()
+    if verify:
+        report.missing = _missing_recordings(dataset_row, paths, root, {item.path for item in found})
     return report
 
 
@@ -151,6 +168,43 @@ def recorder_zone(name: str | None) -> tzinfo:
         ) from None
 
 
+def _real(given: str | Path) -> Path:
+    return (Path.cwd() / Path(given).expanduser()).resolve()
+
+
+def _gone_paths(paths: Sequence[str | Path], root: Path, dataset: str) -> list[str | Path]:
+    """The given paths that no longer exist but held recordings of the dataset: verify lists those as missing."""
+    gone = []
+    for given in paths:
+        real = _real(given)
+        if not real.exists() and real.is_relative_to(root):
+            recordings = Recording.objects.filter(dataset__name=dataset)
+            if _under(recordings, real.relative_to(root).as_posix()).exists():
+                gone.append(given)
+    return gone
+
+
+def _under(recordings, relative: str):
+    """The recordings at `relative` (a file or folder relative to AUDIO_ROOT) or below it."""
+    if relative == ".":
+        return recordings
+    return recordings.filter(Q(path=relative) | Q(path__startswith=f"{relative}/"))
+
+
+def _missing_recordings(dataset: Dataset, paths: Sequence[str | Path], root: Path, found: set[str | None]) -> list[str]:
+    """Paths of the dataset's recordings under `paths` whose file is not there any more."""
+    missing: set[str] = set()
+    for given in paths:
+        real = _real(given)
+        if not real.is_relative_to(root):
+            continue
+        for path in _under(dataset.recordings.all(), real.relative_to(root).as_posix()).values_list("path", flat=True):
+            # Only the recordings the walk did not meet are looked at: a dataset's files are not all stat'ed again.
+            if path not in found and not os.path.isfile(root / path):
+                missing.add(path)
+    return sorted(missing)
+
+
 def find_audio_files(paths: Iterable[str | Path], root: Path) -> list[FoundFile]:
     """The audio files at `paths` (files, or folders walked in name order), each real file once.
 
@@ -161,7 +215,7 @@ def find_audio_files(paths: Iterable[str | Path], root: Path) -> list[FoundFile]
     seen: set[str] = set()
     visited: set[Path] = set()
     for given in paths:
-        real = (Path.cwd() / Path(given).expanduser()).resolve()
+        real = _real(given)
         if not real.exists():
             raise ImportRefused(f"{given} does not exist")
         if not real.is_relative_to(root):
@@ -194,8 +248,9 @@ def inspect_audio_file(path: Path, *, read_header: bool = True) -> AudioFacts:
             if not read_header:
                 return AudioFacts(sha256=_sha256(file))
             duration_s, sample_rate, channels = _read_header(file)
+            metadata = read_wav_metadata(file)
             file.seek(0)
-            return AudioFacts(_sha256(file), duration_s, sample_rate, channels)
+            return AudioFacts(_sha256(file), duration_s, sample_rate, channels, metadata)
     except OSError as error:
         raise UnusableFile(f"cannot read ({error.strerror or error})") from None
 
@@ -236,6 +291,7 @@ def _import_batch(
                     report.failures.append(Failure(found.shown, reason))
             else:
                 new.append(_recording(found, facts, report, zone))
+                report.notes.extend(Failure(found.shown, problem) for problem in facts.metadata.problems)
         if bar is not None:
             bar.update(1)
 
@@ -258,7 +314,8 @@ def _inspect_or_reason(path: Path, *, read_header: bool) -> AudioFacts | str:
 
 
 def _recording(found: FoundFile, facts: AudioFacts, report: ImportReport, zone: tzinfo) -> Recording:
-    recorded_at = parse_recorded_at(PurePosixPath(found.shown).name)
+    metadata = facts.metadata
+    recorded_at = metadata.recorded_at or parse_recorded_at(PurePosixPath(found.shown).name)
     if recorded_at is not None and recorded_at.tzinfo is None:
         recorded_at = recorded_at.replace(tzinfo=zone)
     return Recording(
@@ -270,21 +327,29 @@ def _recording(found: FoundFile, facts: AudioFacts, report: ImportReport, zone: 
         samplerate=facts.sample_rate,
         channels=facts.channels,
         recorded_at=recorded_at,
+        latitude=metadata.latitude,
+        longitude=metadata.longitude,
     )
 
 
 def _read_header(file: BinaryIO) -> tuple[float, int, int]:
-    """Duration (s), sample rate (Hz) and channels from the header; the samples are not decoded."""
+    """Duration (s), sample rate (Hz) and channels from the header; decoded only where it does not give the length."""
     try:
-        header = soundfile.info(file)
+        frames, sample_rate, channels = audio.measure(file)
     except (soundfile.SoundFileError, RuntimeError, ValueError, TypeError) as error:
         reason = getattr(error, "error_string", "") or str(error)
         raise UnusableFile(f"not a readable audio file ({reason.strip().rstrip('.')})") from None
-    if header.samplerate <= 0 or header.channels <= 0:
-        raise UnusableFile(f"not a readable audio file ({header.samplerate} Hz, {header.channels} channels)")
-    if header.frames <= 0:
+    if sample_rate <= 0 or channels <= 0:
+        raise UnusableFile(f"not a readable audio file ({sample_rate} Hz, {channels} channels)")
+    if frames <= 0:
         raise UnusableFile("no audio samples")
-    return header.frames / header.samplerate, header.samplerate, header.channels
+    duration_s = frames / sample_rate
+    if duration_s > audio.MAX_DURATION_S:
+        raise UnusableFile(
+            f"the file says it lasts {duration_s:.3g} s, more than the {audio.MAX_DURATION_S / 86400:g} days a "
+            "recording may last: its header is broken; re-export or re-encode it"
+        )
+    return duration_s, sample_rate, channels
 
 
 def _sha256(file: BinaryIO) -> str:

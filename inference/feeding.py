@@ -110,7 +110,7 @@ def analyze_many(
         for number in range(max(1, min(workers, len(paths))))
     ]
     for index, path in enumerate(paths):
-        tasks.put((index, str(path)))
+        tasks.put((index, path))  # as given: an echoroo.audio.ImportedFile carries the sha256 to check
     for _ in producers:
         tasks.put(None)
     for producer in producers:

@@ -13,7 +13,7 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Count
 from django.utils import timezone
 
-from echoroo.audio import AudioError, read_info
+from echoroo.audio import AudioError, ImportedFile, read_info
 from inference.config import InferenceConfig
 from inference.feeding import analyze_many
 from inference.models import InferenceJob, JobRecording
@@ -264,7 +264,8 @@ def _analyse(runtime: ModelRuntime, job_recording: JobRecording, options: Pipeli
     last_report = time.monotonic()
     path = job_recording.recording.absolute_path
     _check_has_audio(path)
-    for batch in analyze(runtime, path, options):
+    # Hashed as it is decoded: a file changed since its import fails its recording when the stream ends.
+    for batch in analyze(runtime, ImportedFile(path, job_recording.recording.sha256), options):
         collector.add(batch)
         if time.monotonic() - last_report >= PROGRESS_EVERY_S:
             last_report = time.monotonic()
@@ -323,7 +324,7 @@ def _run_together(job: InferenceJob, runtime: ModelRuntime, recording_ids: list[
     try:
         events = analyze_many(
             runtime,
-            [job_recording.recording.absolute_path for job_recording, _ in claimed],
+            [ImportedFile(jr.recording.absolute_path, jr.recording.sha256) for jr, _ in claimed],
             [options for _, options in claimed],
             batch_size=runtime.preferred_batch_size,
             workers=settings.FEED_WORKERS,

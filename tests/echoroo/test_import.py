@@ -14,6 +14,7 @@ from django.core.management import CommandError, call_command
 
 from echoroo import importing
 from echoroo.models import Dataset, Recording, Site
+from tests.audio_files import flac_with_total_samples, guano, info_comment, wav_with_chunk
 
 pytestmark = pytest.mark.django_db
 
@@ -174,12 +175,58 @@ def test_verify_reports_a_file_that_changed_on_disk_and_keeps_the_recording(site
     assert run(site1).splitlines()[0] == "Imported 0, already present 5, failed 1"
     lines = run(site1, verify=True).splitlines()
 
-    assert lines[0] == "Imported 0, already present 4, failed 2"
+    assert lines[0] == "Imported 0, already present 4, failed 2, missing 0"
     assert (
         "site1/rugr_drum.wav: changed on disk since it was imported (sha256 differs); the recording was not updated"
         in lines
     )
     assert Recording.objects.get(path="site1/rugr_drum.wav").sha256 == stored.sha256
+
+
+def test_verify_lists_the_recordings_whose_file_is_gone(site1, audio_root, shared_data):
+    run(site1)
+    (site1 / "rugr_drum.wav").unlink()
+    (site1 / "veryshort.wav").unlink()
+    (site1 / "veryshort.wav").mkdir()  # a folder where the file was is no recording either
+
+    assert run(site1).splitlines()[0] == "Imported 0, already present 3, failed 1"  # without --verify: not looked for
+    lines = run(site1, verify=True).splitlines()
+
+    assert lines == [
+        "Imported 0, already present 3, failed 1, missing 2",
+        "site1/empty_2c.wav: no audio samples",
+        "site1/rugr_drum.wav: missing: imported, but the file is gone; restore it, or delete the recording",
+        "site1/veryshort.wav: missing: imported, but the file is gone; restore it, or delete the recording",
+    ]
+    assert Recording.objects.count() == 5  # listed, not deleted
+
+
+def test_verify_of_a_folder_that_is_gone_lists_its_recordings(site1, audio_root, shared_data):
+    write_audio(audio_root / "site2" / "a.wav")
+    run(audio_root)
+    shutil.rmtree(site1)
+
+    with pytest.raises(CommandError, match="site1 does not exist"):
+        run(site1)
+    lines = run(site1, audio_root / "site2", verify=True).splitlines()
+
+    assert lines[0] == "Imported 0, already present 1, failed 0, missing 5"
+    assert [line.split(":")[0] for line in lines[1:]] == [f"site1/{name}" for name in sorted(GOOD)]
+    with pytest.raises(CommandError, match="does not exist"):  # a path that never held a recording is a typo
+        run(audio_root / "site3", verify=True)
+
+
+def test_verify_does_not_list_recordings_of_other_datasets_or_outside_the_paths(site1, audio_root):
+    write_audio(audio_root / "site2" / "a.wav")
+    run(site1)
+    run(audio_root / "site2", dataset="Other")
+    (audio_root / "site2" / "a.wav").unlink()
+    write_audio(audio_root / "site2" / "b.wav", seed=1)
+
+    assert run(site1, verify=True).splitlines()[0] == "Imported 0, already present 5, failed 1, missing 0"
+    assert (
+        run(audio_root / "site2", verify=True).splitlines()[0] == "Imported 1, already present 0, failed 0, missing 0"
+    )
 
 
 def test_flac_ogg_and_mp3_files_import(audio_root):
@@ -389,3 +436,90 @@ def test_non_utf8_file_names_are_reported_not_fatal(audio_root, shared_data):
         "Imported 1, already present 0, failed 1",
         r"caf\udce9.wav: the file name is not valid UTF-8: rename the file",
     ]
+
+
+def test_an_audiomoth_header_gives_the_recording_time_with_its_zone(site1):
+    run(site1, timezone="America/New_York")  # the header names UTC: the recorders' zone is not used
+
+    times = dict(Recording.objects.values_list("path", "recorded_at"))
+    # "Recorded at 10:25:00 04/04/2020 (UTC) by AudioMoth 24526B065D325963 ..." in metadata.wav's INFO comment;
+    # 1min.wav is an AudioMoth file too.
+    assert times["site1/metadata.wav"] == datetime(2020, 4, 4, 10, 25, tzinfo=UTC)
+    assert times["site1/1min.wav"] == datetime(2018, 5, 4, 9, 32, tzinfo=UTC)
+    assert times["site1/rugr_drum.wav"] is None
+
+
+def test_the_header_wins_over_the_file_name_which_stays_the_fallback(audio_root):
+    noise = np.zeros(8000, dtype=np.float32)
+    comment = info_comment("Recorded at 06:15:00 02/05/2023 (UTC-4) by AudioMoth 24F319055FDF2F5B at medium gain.")
+    wav_with_chunk(audio_root / "20230502_101500.WAV", noise, 8000, b"LIST", comment)
+    write_audio(audio_root / "20230503_101500.WAV")
+
+    run(audio_root)
+
+    times = dict(Recording.objects.values_list("path", "recorded_at"))
+    assert times == {
+        "20230502_101500.WAV": datetime(2023, 5, 2, 10, 15, tzinfo=UTC),  # 06:15 at UTC-4
+        "20230503_101500.WAV": datetime(2023, 5, 3, 10, 15, tzinfo=UTC),
+    }
+
+
+def test_a_guano_file_gives_its_time_and_place_to_the_recording(audio_root):
+    noise = np.random.default_rng(0).uniform(-0.5, 0.5, 16000).astype("float32")
+    fields = {"Timestamp": "2021-06-11T21:14:03-04:00", "Loc Position": "42.4534 -76.4735", "Make": "Pettersson"}
+    (audio_root / "pond").mkdir()
+    wav_with_chunk(audio_root / "pond" / "bat1.wav", noise, 8000, b"guan", guano(fields))
+    wav_with_chunk(audio_root / "pond" / "bat2.wav", noise, 8000, b"guan", guano({"Timestamp": "2021-06-11T23:00:00"}))
+
+    assert run(audio_root, timezone="America/New_York", site="Pond", lat=42.0, lon=-76.0).splitlines() == [
+        "Imported 2, already present 0, failed 0"
+    ]
+
+    first, second = Recording.objects.order_by("path")
+    assert (first.duration, first.samplerate) == (2.0, 8000)
+    assert first.recorded_at == datetime(2021, 6, 12, 1, 14, 3, tzinfo=UTC)
+    assert (first.latitude, first.longitude) == (42.4534, -76.4735)  # the recorder's own place, not the site's
+    assert second.recorded_at == datetime(2021, 6, 11, 23, 0, tzinfo=ZoneInfo("America/New_York"))
+    assert (second.latitude, second.longitude) == (None, None)
+
+
+def test_unreadable_guano_fields_are_reported_and_the_recording_imports_without_them(audio_root):
+    noise = np.zeros(8000, dtype=np.float32)
+    fields = {"Timestamp": "yesterday", "Loc Position": "142.1 12.0"}
+    wav_with_chunk(audio_root / "20230503_101500.wav", noise, 8000, b"guan", guano(fields))
+
+    lines = run(audio_root).splitlines()
+
+    assert lines == [
+        "Imported 1, already present 0, failed 0",
+        "20230503_101500.wav: imported, but GUANO Timestamp 'yesterday' is not an ISO 8601 date and time (left out)",
+        "20230503_101500.wav: imported, but GUANO Loc Position '142.1 12.0' is not a latitude in -90..90 and a "
+        "longitude in -180..180 (left out)",
+    ]
+    recording = Recording.objects.get()
+    assert recording.recorded_at == datetime(2023, 5, 3, 10, 15, tzinfo=UTC)  # from its name
+    assert (recording.latitude, recording.longitude) == (None, None)
+
+
+def test_a_flac_of_unknown_length_imports_with_the_length_decoded(audio_root):
+    samples = np.random.default_rng(0).uniform(-0.5, 0.5, 3 * 8000 + 1234).astype("float32")
+    flac_with_total_samples(audio_root / "stream.flac", samples, 8000, total_samples=0)
+    assert soundfile.info(audio_root / "stream.flac").duration > 1e15  # what the header alone gives
+
+    assert run(audio_root).splitlines() == ["Imported 1, already present 0, failed 0"]
+    recording = Recording.objects.get()
+    assert (recording.duration, recording.samplerate, recording.channels) == (3.15425, 8000, 1)
+    assert recording.sha256 == sha256(audio_root / "stream.flac")
+
+
+def test_a_file_whose_header_claims_months_is_refused_with_the_reason(audio_root):
+    samples = np.zeros(8000, dtype=np.float32)
+    flac_with_total_samples(audio_root / "broken.flac", samples, 8000, total_samples=(1 << 36) - 1)
+    write_audio(audio_root / "good.wav")
+
+    assert run(audio_root).splitlines() == [
+        "Imported 1, already present 0, failed 1",
+        "broken.flac: the file says it lasts 8.59e+06 s, more than the 7 days a recording may last: its header is "
+        "broken; re-export or re-encode it",
+    ]
+    assert list(Recording.objects.values_list("path", flat=True)) == ["good.wav"]

@@ -1,5 +1,6 @@
 """Bad audio ends in a clear per-recording error or a correct result, never a stuck job."""
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -17,10 +18,13 @@ SHA = "0" * 64
 
 
 def recording_of(audio_root: Path, name: str, *, duration: float, samplerate: int = 48_000, channels: int = 1):
-    """A Recording row for a file in AUDIO_ROOT, as if imported before the file went bad."""
+    """A Recording row for a file in AUDIO_ROOT, as if imported as it is now (a job refuses a file whose sha256
+    is not the recording's); where no file is there, as if imported before it went."""
     dataset, _ = Dataset.objects.get_or_create(name="Bad audio")
+    path = audio_root / name
+    sha256 = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else SHA
     return Recording.objects.create(
-        dataset=dataset, path=name, sha256=SHA, duration=duration, samplerate=samplerate, channels=channels
+        dataset=dataset, path=name, sha256=sha256, duration=duration, samplerate=samplerate, channels=channels
     )
 
 

@@ -29,7 +29,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--verify",
             action="store_true",
-            help="re-hash files already imported and report those whose contents changed (slower)",
+            help="re-hash files already imported and report those whose contents changed (slower), and list the "
+            "dataset's recordings under PATHs whose file is gone",
         )
 
     def handle(self, *args, paths, dataset, site, latitude, longitude, timezone, verify, **options):
@@ -58,6 +59,13 @@ class Command(BaseCommand):
             f"Imported {len(report.imported)}, already present {len(report.already_present)}, "
             f"failed {len(report.failures)}"
         )
-        self.stdout.write(summary, self.style.WARNING if report.failures else self.style.SUCCESS)
+        if verify:
+            summary += f", missing {len(report.missing)}"
+        troubles = report.failures or report.missing or report.notes
+        self.stdout.write(summary, self.style.WARNING if troubles else self.style.SUCCESS)
         for failure in report.failures:
             self.stdout.write(f"{failure.path}: {failure.reason}")
+        for path in report.missing:
+            self.stdout.write(f"{path}: missing: imported, but the file is gone; restore it, or delete the recording")
+        for note in report.notes:
+            self.stdout.write(f"{note.path}: imported, but {note.reason} (left out)")
