@@ -52,3 +52,10 @@ def test_templates_format_durations_and_break_paths_between_folders():
     template = Template("{% load formatting %}{{ seconds|duration }} {{ path|path_breaks }}")
     html = template.render(Context({"seconds": 1800.0, "path": "Marsh/<b>/a.wav"}))
     assert html == "30 min Marsh/<wbr>&lt;b&gt;/<wbr>a.wav"
+
+
+@pytest.mark.django_db
+def test_the_recording_page_gives_its_length_as_a_duration(client, user, field_recording):
+    client.force_login(user)
+    html = client.get(f"/recordings/{field_recording.uuid}/").content.decode()
+    assert '<span class="recording-length">1 min</span>' in html and "60.0 s" not in html
