@@ -282,3 +282,37 @@ def test_serve_keeps_serving_through_a_dead_cluster_and_a_database_outage_and_st
     wait_for(lambda: not any(process.is_running() for process in everything), 30, "every process to end")
     assert "Stopped the embedded PostgreSQL server." in server.text()
     assert not (server.pgdata / "postmaster.pid").exists()
+
+
+@pytest.mark.slow
+def test_the_last_process_on_the_embedded_server_stops_it_even_after_a_pg_ctl_restart():
+    folder = Path(tempfile.mkdtemp(prefix="echoroo-test-restarted-"))
+    folder.chmod(0o755)
+    pgdata = folder / "pgdata"
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env.update(DJANGO_SETTINGS_MODULE="echoroo.settings", ECHOROO_PGDATA=str(pgdata))
+    code = (
+        "import django, os; django.setup()\n"
+        "from django.db import connection\n"
+        "from pgserver import pg_ctl\n"
+        "connection.ensure_connection()\n"
+        "before = open(os.path.join(os.environ['ECHOROO_PGDATA'], 'postmaster.pid')).readline().strip()\n"
+        "pg_ctl(['-w', 'restart', '-m', 'fast'], pgdata=os.environ['ECHOROO_PGDATA'],\n"
+        "       user='pgserver' if os.geteuid() == 0 else None, timeout=60)\n"
+        "after = open(os.path.join(os.environ['ECHOROO_PGDATA'], 'postmaster.pid')).readline().strip()\n"
+        "print(before, after)\n"
+    )
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180
+        )
+        assert result.returncode == 0, result.stderr
+        before, after = map(int, result.stdout.split()[-2:])
+        assert before != after  # a new server process, which pgserver does not know
+        assert not psutil.pid_exists(after) and not (pgdata / "postmaster.pid").exists()
+    finally:
+        if (pgdata / "postmaster.pid").exists():
+            from pgserver import pg_ctl
+
+            pg_ctl(["-w", "stop", "-m", "immediate"], pgdata=pgdata, user="pgserver" if os.geteuid() == 0 else None)
+        shutil.rmtree(folder, ignore_errors=True)
