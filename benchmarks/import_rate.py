@@ -1,9 +1,10 @@
 """Files per second of `import_recordings` on 1,000 short WAVs, against a naive one-create-per-file import.
 
 Run by hand from the project root: `.venv/bin/python benchmarks/import_rate.py [--files N] [--seconds S]`.
-Everything lives in temporary folders (AUDIO_ROOT and a throw-away embedded database) that are
-removed at the end. The files were just written, so all runs read them from the page cache:
-the figures are the import's own cost, not the disk's. The last line is one JSON object.
+Everything lives in temporary folders (AUDIO_ROOT and a throw-away embedded database, never
+DATABASE_URL's server) that are removed at the end. The files were just written, so all runs read
+them from the page cache: the figures are the import's own cost, not the disk's. The last line is
+one JSON object.
 """
 
 from __future__ import annotations
@@ -11,13 +12,12 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
-import shutil
 import sys
-import tempfile
 import time
 from io import StringIO
 from pathlib import Path
+
+from throwaway import start_throwaway_django
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_RATE = 48000
@@ -29,20 +29,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each file")
     args = parser.parse_args()
 
-    audio_root = Path(tempfile.mkdtemp(prefix="echoroo-bench-audio-"))
-    pgdata = Path(tempfile.mkdtemp(prefix="echoroo-bench-pg-"))
-    # settings.py reads these; they must be set before Django is.
-    os.environ["AUDIO_ROOT"] = str(audio_root)
-    os.environ["ECHOROO_PGDATA"] = str(pgdata)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "echoroo.settings"
     sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
-    from django.conf import settings
+    audio_root = start_throwaway_django(prefix="echoroo-bench-import-", folders=("audio",)) / "audio"
     from django.core.management import call_command
 
-    settings.DATABASES["default"]["PGDATA_CLEANUP"] = "delete"  # the server removes its data when we exit
     try:
         started = time.perf_counter()
         paths = write_files(audio_root, args.files, args.seconds)
@@ -87,7 +77,6 @@ def main() -> None:
         from django.db import connections
 
         connections.close_all()
-        shutil.rmtree(audio_root, ignore_errors=True)
 
 
 def write_files(audio_root: Path, count: int, seconds: float) -> list[Path]:

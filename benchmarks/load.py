@@ -2,9 +2,9 @@
 
 Run by hand from the project root: `.venv/bin/python benchmarks/load.py [--seconds 60] [--clients 20]`.
 It starts the application as the README's first command does (`manage.py serve`: gunicorn and
-the worker cluster, on a throw-away embedded database), loads a first dataset through a BirdNET
-job so there is something to search, starts a second job, and drives the clients on loopback for
-`--seconds` while that job runs. Then it checks that the job completed with the same rows as a
+the worker cluster, on a throw-away embedded database, never DATABASE_URL's), loads a first dataset
+through a BirdNET job so there is something to search, starts a second job, and drives the clients
+on loopback for `--seconds` while that job runs. Then it checks that the job completed with the same rows as a
 clean run without load. The baseline, in the same run: the same clients for `--baseline-seconds`
 before the job starts (`without_job`, and `p95_vs_without_job`). The last line is one JSON object.
 """
@@ -25,6 +25,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -37,6 +38,19 @@ SHARED = ROOT / "tests" / "data"
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+def throwaway_environment(work: Path, environ: Mapping[str, str]) -> dict[str, str]:
+    """`environ` for this process and the application it starts: a throw-away embedded server and audio folder
+    under `work`, and never DATABASE_URL's server (the benchmark deletes clips)."""
+    env = {name: value for name, value in environ.items() if name != "DATABASE_URL"}
+    env.update(
+        AUDIO_ROOT=str(work / "audio"),
+        ECHOROO_PGDATA=str(work / "pgdata"),
+        ECHOROO_CACHE_DIR=str(ROOT / "var" / "cache"),
+        DJANGO_SETTINGS_MODULE="echoroo.settings",
+    )
+    return env
 
 
 def free_port() -> int:
@@ -177,14 +191,9 @@ def main() -> None:
     work.chmod(0o755)
     # Registered first, so it runs last: after the embedded server has been stopped.
     atexit.register(shutil.rmtree, work, True)
-    audio_root, pgdata = work / "audio", work / "pgdata"
-    env = {
-        **os.environ,
-        "AUDIO_ROOT": str(audio_root),
-        "ECHOROO_PGDATA": str(pgdata),
-        "ECHOROO_CACHE_DIR": str(ROOT / "var" / "cache"),
-        "DJANGO_SETTINGS_MODULE": "echoroo.settings",
-    }
+    audio_root = work / "audio"
+    env = throwaway_environment(work, os.environ)
+    os.environ.clear()
     os.environ.update(env)
     sys.path.insert(0, str(ROOT))
     make_recordings(audio_root / "searched", 10, seed=1)
