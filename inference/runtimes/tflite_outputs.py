@@ -23,10 +23,10 @@ _FILE_IDENTIFIER = b"TFL3"
 
 
 def default_cache_dir() -> Path:
-    """$ECHOROO_CACHE_DIR, else $XDG_CACHE_HOME/echoroo, else ~/.cache/echoroo."""
-    if os.environ.get("ECHOROO_CACHE_DIR"):
-        return Path(os.environ["ECHOROO_CACHE_DIR"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "echoroo"
+    """Where derived model copies go when the caller names no folder (outside Django: benchmarks, scripts).
+
+    The application passes settings.MODEL_CACHE_DIR (ECHOROO_CACHE_DIR, read by echoroo.settings alone)."""
+    return Path.home() / ".cache" / "echoroo"
 
 
 def last_layer_input(model_bytes: bytes) -> int:
