@@ -485,7 +485,7 @@ def _fitted_blocks(
 
 
 def _resampled_blocks(
-    info: AudioInfo, sample_rate: int, block_s: float, source: _HashingReader | None
+    info: AudioInfo, sample_rate: int, block_s: float, source: _HashingReader | None = None
 ) -> Iterator[np.ndarray]:
     """Yield the decoded recording at sample_rate, streamed through the resampler in use (soxr by default)."""
     if sample_rate <= 0:
