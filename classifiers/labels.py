@@ -81,6 +81,34 @@ def label_examples(label: str, polarity: str | None = None) -> QuerySet[ClipAnno
     )
 
 
+@dataclass(frozen=True)
+class CurrentLabel:
+    """A clip's label in a set, and who set it (None: a labeller since deleted, or a command)."""
+
+    polarity: str
+    labeller_id: int | None
+    labeller: str | None
+
+
+def current_labels(label: str, clip_ids: list[int]) -> dict[int, CurrentLabel]:
+    """Clip id -> its label in the set and its labeller, for these clips (one query)."""
+    rows = (
+        label_examples(label)
+        .filter(clip_annotation__clip_id__in=clip_ids)
+        .values_list("clip_annotation__clip_id", "tag__value", "created_by_id", "created_by__username")
+    )
+    return {
+        clip_id: CurrentLabel(parse_tag_value(value)[1], labeller_id, username)
+        for clip_id, value, labeller_id, username in rows
+    }
+
+
+def may_change(current: CurrentLabel, user) -> bool:
+    """Whether `user` may change or clear this label: its labeller or staff (a label set is shared ground truth:
+    someone else's yes or no is theirs to change)."""
+    return bool(user.is_staff or (current.labeller_id is not None and current.labeller_id == user.pk))
+
+
 def labelled_clips(label: str) -> dict[int, str]:
     """Clip id -> polarity, for every clip labelled in the label set."""
     rows = label_examples(label).values_list("clip_annotation__clip_id", "tag__value")

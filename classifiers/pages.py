@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -75,17 +76,19 @@ def label_page(request: HttpRequest) -> HttpResponse:
     clips = Clip.objects.select_related("recording__dataset", "recording__site").filter(uuid__in=wanted)
     order = {clip_uuid: i for i, clip_uuid in enumerate(wanted)}
     to_label = sorted(clips, key=lambda clip: order[clip.uuid])
-    current = labels.labelled_clips(label) if label else {}
+    current = labels.current_labels(label, [clip.pk for clip in to_label]) if label else {}
     examples = list(labels.label_examples(label).order_by("-created_at")[:EXAMPLES_SHOWN]) if label else []
     context = {
         "label": label,
         "label_set": labels.label_set(label) if label else None,
-        "cards": [dict(clip_card(clip), current=current.get(clip.pk, "")) for clip in to_label],
+        "cards": [mark_card(clip, current.get(clip.pk), request.user) for clip in to_label],
         "examples": [
             dict(
                 clip_card(example.clip_annotation.clip),
                 current=labels.parse_tag_value(example.tag.value)[1],
                 by=example,
+                # Someone else's label is theirs (or staff's) to change: shown, not offered.
+                locked=not request.user.is_staff and example.created_by_id != request.user.pk,
             )
             for example in examples
         ],
@@ -93,6 +96,18 @@ def label_page(request: HttpRequest) -> HttpResponse:
         "next": request.get_full_path(),
     }
     return render(request, "classifiers/label.html", context)
+
+
+def mark_card(clip: Clip, current: labels.CurrentLabel | None, user) -> dict:
+    """A clip's card with its label in the set, who set it, and whether `user` may change it."""
+    if current is None:
+        return dict(clip_card(clip), current="")
+    return dict(
+        clip_card(clip),
+        current=current.polarity,
+        labeller=current.labeller or "a deleted user",
+        locked=not labels.may_change(current, user),
+    )
 
 
 def save_labels(request: HttpRequest) -> HttpResponseRedirect:
@@ -110,10 +125,13 @@ def save_labels(request: HttpRequest) -> HttpResponseRedirect:
         ):
             marked.setdefault(value, []).append(clip_uuid)
     try:
-        for polarity, clip_uuids in marked.items():
-            counts = services.label_clips(clip_uuids, label=label, polarity=polarity, by=request.user)
+        with transaction.atomic():  # the form's marks are saved all or none
+            for polarity, clip_uuids in marked.items():
+                counts = services.label_clips(clip_uuids, label=label, polarity=polarity, by=request.user)
     except ClassifierError as error:
         messages.error(request, f"Nothing saved: {error_text(error)}")
+    except PermissionDenied as error:
+        messages.error(request, f"Nothing saved: {error}")
     else:
         if marked:
             messages.success(

@@ -45,7 +45,9 @@ def label_clips(clip_uuids: Sequence[UUID | str], *, label: str, polarity: str, 
     """Mark clips positive or negative for a label set (or, with "clear", unmark them); returns the set's counts.
 
     A clip's earlier label in the set is replaced: each clip gets a new ClipAnnotation by `by`,
-    now, with the one tag; an annotation left with no tags and no notes is deleted.
+    now, with the one tag; an annotation left with no tags and no notes is deleted. Only its
+    labeller or staff may change or clear a label (PermissionDenied, nothing written); `by` None
+    is a command's labelling, unchecked.
     """
     label = labels.clean_label(label)
     if polarity not in (*Polarity.values, CLEAR):
@@ -65,6 +67,8 @@ def label_clips(clip_uuids: Sequence[UUID | str], *, label: str, polarity: str, 
 
     with transaction.atomic():
         _lock_label(label)
+        if by is not None:
+            clip_ids = _own_or_unlabelled(label, clip_ids, polarity, by, {i: u for u, i in found.items()})
         tags = labels.label_tags(label)
         earlier = ClipAnnotationTag.objects.filter(tag__in=tags.values(), clip_annotation__clip_id__in=clip_ids)
         annotation_ids = list(earlier.values_list("clip_annotation_id", flat=True))
@@ -79,6 +83,29 @@ def label_clips(clip_uuids: Sequence[UUID | str], *, label: str, polarity: str, 
                 for annotation in annotations
             )
     return labels.label_set(label)
+
+
+def _own_or_unlabelled(label: str, clip_ids: list[int], polarity: str, by, uuid_of: dict[int, UUID]) -> list[int]:
+    """The clips `by` labels: those unlabelled in the set or labelled by them (staff: all). Another's label
+    given again unchanged is left theirs; changing or clearing another's label refuses the whole request."""
+    if by.is_staff:
+        return clip_ids
+    others = {
+        clip_id: current
+        for clip_id, current in labels.current_labels(label, clip_ids).items()
+        if not labels.may_change(current, by)
+    }
+    refused = [clip_id for clip_id, current in others.items() if polarity == CLEAR or current.polarity != polarity]
+    if refused:
+        labellers = sorted({others[clip_id].labeller or "a deleted user" for clip_id in refused})
+        shown = ", ".join(str(uuid_of[clip_id]) for clip_id in refused[:5])
+        more = f" and {len(refused) - 5} more" if len(refused) > 5 else ""
+        raise PermissionDenied(
+            f"nothing labelled: {len(refused)} of these clips {'is' if len(refused) == 1 else 'are'} labelled "
+            f"{label!r} by {', '.join(labellers)} ({shown}{more}); only a label's labeller or staff may change or "
+            "clear it: leave these clips out, or label them in a label set of your own"
+        )
+    return [clip_id for clip_id in clip_ids if clip_id not in others]
 
 
 def parse_uuids(values: Sequence[UUID | str], *, field: str = "clips", what: str = "clip") -> list[UUID]:

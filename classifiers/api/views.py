@@ -1,6 +1,7 @@
 """The classifiers endpoints: label clips, list a label set's examples, train, apply, and find what to label next.
 
-Any logged-in user may label, train and apply; only staff or a job's creator may cancel it.
+Any logged-in user may label, train and apply; only a label's labeller or staff may change or clear it, and only
+staff or a job's creator may cancel it.
 Errors: a 400 {field: [message]} (too few labels names the counts missing), a 409 for a state.
 """
 
@@ -36,6 +37,7 @@ UUID_PATTERN = "[0-9a-fA-F-]{32,36}"
 VALIDATION_ERROR = OpenApiResponse(description="{field: [message]}")
 CONFLICT = OpenApiResponse(description='Not in a state that allows this: {"status": [message]}.')
 FORBIDDEN = OpenApiResponse(description="Only staff or the job's creator may do this.")
+NOT_YOURS = OpenApiResponse(description="Some clips are labelled by someone else: only they or staff change those.")
 
 
 @extend_schema_view(
@@ -46,9 +48,11 @@ FORBIDDEN = OpenApiResponse(description="Only staff or the job's creator may do 
     create=extend_schema(
         summary="Label clips positive or negative for a label set (or clear their labels)",
         description="Each clip gets a ClipAnnotation by you, now, tagged label = '<label>:<polarity>'; its earlier "
-        "label in the set is replaced. Answers with the set's counts.",
+        "label in the set is replaced. A label someone else set is theirs (or staff's) to change or clear: "
+        "giving it again unchanged leaves it theirs, changing or clearing it is a 403 naming the clips, and "
+        "nothing is written. Answers with the set's counts.",
         request=LabelClipsSerializer,
-        responses={200: LabelSetSerializer, 400: VALIDATION_ERROR},
+        responses={200: LabelSetSerializer, 400: VALIDATION_ERROR, 403: NOT_YOURS},
     ),
 )
 class LabelViewSet(viewsets.ViewSet):

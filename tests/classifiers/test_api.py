@@ -140,3 +140,22 @@ def test_the_browsable_apply_page_is_a_bare_button_and_answers_the_job(api_clien
     assert 'name="label"' not in page and 'name="source_uuid"' not in page
     response = api_client.post(f"{API}{classifier.uuid}/apply/", {"label": "ignored"}, format="multipart")
     assert response.status_code == 202 and response.json()["classifier"] == str(classifier.uuid)
+
+
+def test_another_users_labels_cannot_be_cleared_or_flipped_but_staff_may(api_client, planted, user, staff):
+    from django.contrib.auth import get_user_model
+
+    clips = planted.clip_uuids[:3]
+    assert api_client.post(f"{API}labels/", {"label": LABEL, "polarity": "positive", "clips": clips}).status_code == 200
+    other = APIClient()
+    other.force_authenticate(get_user_model().objects.create_user(username="birder", password="pw-birder-1"))
+    for polarity in ("clear", "negative"):
+        response = other.post(f"{API}labels/", {"label": LABEL, "polarity": polarity, "clips": clips}, format="json")
+        assert response.status_code == 403, response.content
+        assert "3 of these clips are labelled 'Planted call' by ecologist" in response.json()["detail"]
+    examples = api_client.get(f"{API}examples/", {"label": LABEL}).json()["results"]
+    assert {(row["polarity"], row["labelled_by"]) for row in examples} == {("positive", user.username)}
+    by_staff = APIClient()
+    by_staff.force_authenticate(staff)
+    response = by_staff.post(f"{API}labels/", {"label": LABEL, "polarity": "clear", "clips": clips}, format="json")
+    assert response.status_code == 200 and response.json()["positives"] == 0

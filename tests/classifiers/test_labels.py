@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.core.exceptions import PermissionDenied
 from django.utils import timezone
 
 from classifiers import labels, services
@@ -76,3 +77,59 @@ def test_unknown_clips_are_named_and_nothing_is_labelled(planted, user):
     with pytest.raises(ClassifierError, match=unknown):
         services.label_clips([planted.clip_uuids[0], unknown], label=LABEL, polarity="positive", by=user)
     assert not ClipAnnotation.objects.exists()
+
+
+# Whose label it is: its labeller's or staff's to change.
+
+
+@pytest.fixture
+def other(django_user_model):
+    return django_user_model.objects.create_user(username="birder", password="pw-birder-1")
+
+
+def marks() -> dict:
+    return {
+        example.clip_annotation.clip_id: (labels.parse_tag_value(example.tag.value)[1], example.created_by)
+        for example in labels.label_examples(LABEL)
+    }
+
+
+@pytest.mark.parametrize("polarity", ["negative", "clear"])
+def test_another_user_may_not_flip_or_clear_a_label_and_nothing_is_written(planted, user, other, polarity):
+    services.label_clips(planted.clip_uuids[:2], label=LABEL, polarity="positive", by=user)
+    before = marks()
+    with pytest.raises(PermissionDenied) as error:
+        # One of the user's clips among two unlabelled ones: the whole request is refused.
+        services.label_clips(planted.clip_uuids[1:4], label=LABEL, polarity=polarity, by=other)
+    message = str(error.value)
+    assert "1 of these clips is labelled 'Planted call' by ecologist" in message
+    assert planted.clip_uuids[1] in message and planted.clip_uuids[0] not in message
+    assert marks() == before
+
+
+def test_another_user_giving_the_same_label_leaves_it_theirs_and_labels_the_rest(planted, user, other):
+    services.label_clips(planted.clip_uuids[:1], label=LABEL, polarity="positive", by=user)
+    services.label_clips(planted.clip_uuids[:3], label=LABEL, polarity="positive", by=other)
+    ids = planted.clip_ids[:3].tolist()
+    assert marks() == {ids[0]: ("positive", user), ids[1]: ("positive", other), ids[2]: ("positive", other)}
+
+
+def test_the_labeller_and_staff_may_change_a_label(planted, user, other, staff):
+    services.label_clips(planted.clip_uuids[:2], label=LABEL, polarity="positive", by=user)
+    services.label_clips(planted.clip_uuids[:1], label=LABEL, polarity="negative", by=user)
+    services.label_clips(planted.clip_uuids[1:2], label=LABEL, polarity="clear", by=staff)
+    assert marks() == {planted.clip_ids[0]: ("negative", user)}
+    services.label_clips(planted.clip_uuids[:1], label=LABEL, polarity="positive", by=staff)
+    assert marks() == {planted.clip_ids[0]: ("positive", staff)}
+    with pytest.raises(PermissionDenied):  # now staff's label
+        services.label_clips(planted.clip_uuids[:1], label=LABEL, polarity="negative", by=user)
+
+
+def test_a_label_of_a_deleted_user_is_staffs_to_change(planted, other, staff, django_user_model):
+    gone = django_user_model.objects.create_user(username="gone", password="pw-gone-1")
+    services.label_clips(planted.clip_uuids[:1], label=LABEL, polarity="positive", by=gone)
+    gone.delete()
+    with pytest.raises(PermissionDenied, match="by a deleted user"):
+        services.label_clips(planted.clip_uuids[:1], label=LABEL, polarity="negative", by=other)
+    services.label_clips(planted.clip_uuids[:1], label=LABEL, polarity="negative", by=staff)
+    assert marks() == {planted.clip_ids[0]: ("negative", staff)}

@@ -43,8 +43,10 @@ def test_clips_passed_as_uuids_are_shown_to_label_and_the_marks_saved(browser, p
     assert example.created_by == user
 
 
-def test_saving_the_examples_form_unchanged_keeps_who_labelled_them(browser, planted, staff):
-    services.label_clips(planted.clip_uuids[:2], label=LABEL, polarity="positive", by=staff)
+def test_saving_the_examples_form_unchanged_keeps_who_labelled_them(client, planted, user, staff):
+    services.label_clips(planted.clip_uuids[:2], label=LABEL, polarity="positive", by=user)
+    client.force_login(staff)  # (staff may change anyone's labels)
+    browser = client
     page = browser.get("/classifiers/label/", {"label": LABEL}).content.decode()
     assert page.count('value="positive" checked') == 2
     first, second = planted.clip_uuids[:2]
@@ -59,9 +61,9 @@ def test_saving_the_examples_form_unchanged_keeps_who_labelled_them(browser, pla
         },
     )
     by_clip = {e.clip_annotation.clip.uuid.hex: e for e in labels.label_examples(LABEL)}
-    assert by_clip[first.replace("-", "")].created_by == staff
+    assert by_clip[first.replace("-", "")].created_by == user
     assert labels.parse_tag_value(by_clip[second.replace("-", "")].tag.value)[1] == "negative"
-    assert by_clip[second.replace("-", "")].created_by.username == "ecologist"
+    assert by_clip[second.replace("-", "")].created_by == staff
 
 
 def test_training_from_the_page_shows_the_metrics_and_the_uncertain_clips(browser, labelled):
@@ -131,3 +133,23 @@ def test_the_pages_take_a_few_queries_however_many_clips(browser, classifier, la
         browser.get(f"/classifiers/{classifier.uuid}/")
     with django_assert_max_num_queries(12):
         browser.get("/classifiers/")
+
+
+def test_someone_elses_labels_are_shown_locked_and_a_forged_change_saves_nothing(browser, planted, staff):
+    clips = planted.clip_uuids[:2]
+    services.label_clips(clips[:1], label=LABEL, polarity="positive", by=staff)
+    page = browser.get("/classifiers/label/", {"label": LABEL, "clips": ",".join(clips)}).content.decode()
+    locked, free = (page.index(f'name="mark-{clip}"') for clip in clips)
+    assert page[locked : page.index("</div>", locked)].count(" disabled") == 3  # yes, no, skip
+    assert 'by curator · <span class="locked">theirs to change (or staff\'s)</span>' in page
+    assert f'name="mark-{clips[0]}" value="clear"' not in page
+    assert " disabled" not in page[free : page.index("</div>", free)]
+    form = {
+        "label": LABEL,
+        f"mark-{clips[0]}": "negative",
+        f"was-{clips[0]}": "positive",
+        f"mark-{clips[1]}": "negative",
+    }
+    response = browser.post("/classifiers/label/", form, follow=True)
+    assert "Nothing saved: nothing labelled: 1 of these clips is labelled" in response.content.decode()
+    assert labels.labelled_clips(LABEL) == {planted.clip_ids[0]: "positive"}
