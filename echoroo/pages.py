@@ -51,8 +51,10 @@ page_login_required = login_required
 
 
 def may_start_jobs(user) -> bool:
-    """Who may create jobs here: staff with the "add inference job" permission, as in the admin."""
-    return bool(user.is_staff and user.has_perm("inference.add_inferencejob"))
+    """Who may create jobs: the one rule of inference.services, for the pages, the admin and the API alike."""
+    from inference.services import may_create_jobs
+
+    return may_create_jobs(user)
 
 
 def species_names(value: str) -> tuple[str, str]:

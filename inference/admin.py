@@ -7,7 +7,6 @@ import json
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
@@ -81,10 +80,8 @@ def error_reason(error: ConfigError | PermissionDenied) -> str:
 def run_model(model_admin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet, *, model_name: str):
     """The action: a settings form first, then one job per selected dataset or recording."""
     label = runtime_class(model_name).display_name
-    if not request.user.has_perm("inference.add_inferencejob"):
-        model_admin.message_user(
-            request, "You may not create inference jobs: that needs the “add inference job” permission.", messages.ERROR
-        )
+    if not services.may_create_jobs(request.user):
+        model_admin.message_user(request, "You may not create inference jobs.", messages.ERROR)
         return None
     targets = list(queryset[: MAX_TARGETS + 1])
     if len(targets) > MAX_TARGETS:
@@ -95,20 +92,18 @@ def run_model(model_admin: admin.ModelAdmin, request: HttpRequest, queryset: Que
             messages.ERROR,
         )
         return None
-    target_field = queryset.model._meta.model_name  # "dataset" or "recording", as create_job names them
     if "run" in request.POST:
         form = InferenceJobForm(request.POST, model_name=model_name)
-        if form.is_valid():
-            try:
-                with transaction.atomic():  # every job or none: one bad setting fails them all alike
-                    jobs = [
-                        services.create_job(**form.job_arguments(), **{target_field: target}, by=request.user)
-                        for target in targets
-                    ]
+        if not form.is_valid():
+            form.check_the_rest()  # every error at once
+        else:
+            start = form.cleaned_data["start_now"]
+            try:  # every job or none, created and started in one transaction: one bad setting fails them all alike
+                jobs = services.create_jobs(**form.job_arguments(), targets=targets, start=start, by=request.user)
             except ConfigError as error:
                 form.add_config_error(error)
             else:
-                start_new_jobs(model_admin, request, jobs, label, start=form.cleaned_data["start_now"])
+                say_what_was_created(model_admin, request, jobs, label, started=start)
                 return None
     else:
         form = InferenceJobForm(model_name=model_name)
@@ -134,25 +129,16 @@ def run_model(model_admin: admin.ModelAdmin, request: HttpRequest, queryset: Que
     return TemplateResponse(request, "admin/inference/run_model.html", context)
 
 
-def start_new_jobs(model_admin, request: HttpRequest, jobs: list[InferenceJob], label: str, *, start: bool) -> None:
-    """Start the new jobs when asked to, and say what was created, with a link to each job."""
-    failures = []
-    if start:
-        for job in jobs:
-            try:
-                services.start_job(job, by=request.user)
-            except (ConfigError, PermissionDenied) as error:
-                failures.append(f"Could not start {job}: {error_reason(error)}")
+def say_what_was_created(model_admin, request: HttpRequest, jobs: list[InferenceJob], label: str, *, started: bool):
+    """Say what was created (and started), with a link to each job."""
     links = format_html_join(", ", "{}", ((admin_link(job, str(job)),) for job in jobs[:SHOWN_TARGETS]))
     more = f" and {len(jobs) - SHOWN_TARGETS} more" if len(jobs) > SHOWN_TARGETS else ""
     what = f"{len(jobs)} {label} job" + ("" if len(jobs) == 1 else "s")
-    if start:
+    if started:
         message = format_html("Created and started {}: {}{}", what, links, more)
     else:
         message = format_html("Created {}, pending until started from the job list: {}{}", what, links, more)
     model_admin.message_user(request, message, messages.SUCCESS)
-    for failure in failures:
-        model_admin.message_user(request, failure, messages.ERROR)
 
 
 def run_model_action(model_name: str):
@@ -326,29 +312,24 @@ class InferenceJobAdmin(DeletesInDatabase, BigTableAdmin):
 
     @admin.action(description="Cancel the selected jobs", permissions=["change"])
     def cancel_jobs(self, request, queryset):
-        self.apply(request, queryset, services.cancel_job, "cancel", "Cancelled {}.", unchanged="already finished")
+        self.apply(request, queryset, services.cancel_job, "cancel", "Cancelled {}.")
 
     @admin.action(description="Retry the failed recordings of the selected jobs", permissions=["change"])
     def retry_failed_jobs(self, request, queryset):
-        message = "Retrying the failed recordings of {}."
-        self.apply(request, queryset, services.retry_failed, "retry", message, unchanged="with nothing to retry")
+        self.apply(request, queryset, services.retry_failed, "retry", "Retrying the failed recordings of {}.")
 
-    def apply(self, request, queryset, service, verb: str, done_message: str, *, unchanged: str = "") -> None:
-        changed, same = 0, 0
+    def apply(self, request, queryset, service, verb: str, done_message: str) -> None:
+        """Call the service on each job; one it refuses (its state, or who asks) is an error saying why."""
+        changed = 0
         for job in queryset:
             try:
-                after = service(job, by=request.user)
+                service(job, by=request.user)
             except (ConfigError, PermissionDenied) as error:
                 self.message_user(request, f"Could not {verb} {job}: {error_reason(error)}", messages.ERROR)
-                continue
-            if after.status == job.status:
-                same += 1
             else:
                 changed += 1
         if changed:
             self.message_user(request, done_message.format(plural_jobs(changed)), messages.SUCCESS)
-        if same:
-            self.message_user(request, f"Left {plural_jobs(same)} {unchanged}.", messages.WARNING)
 
 
 def plural_jobs(n: int) -> str:

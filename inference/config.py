@@ -1,9 +1,13 @@
-"""A job's configuration (seed-design.md §5.3's InferenceConfig plus BirdNET's options), validated in one place."""
+"""A job's configuration (seed-design.md §5.3's InferenceConfig plus BirdNET's options): defined once, here.
+
+Each setting's default, meaning and allowed values are its field's definition (`setting`); parse_config
+checks them, and the API schema, the job form and the infer command read them from here.
+"""
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import Field, asdict, dataclass, field, fields
 from typing import Any
 
 MAX_BATCH_SIZE = 512
@@ -15,26 +19,71 @@ class ConfigError(ValueError):
 
     def __init__(self, errors: dict[str, str]):
         self.errors = errors
-        super().__init__("; ".join(f"{field}: {message}" for field, message in errors.items()))
+        super().__init__("; ".join(f"{name}: {message}" for name, message in errors.items()))
+
+
+def setting(default: Any, help_text: str, kind: str, **rules: Any) -> Any:
+    """One field of InferenceConfig: its default, what it means to people, and what parse_config allows.
+
+    `kind` is "number" (with `low`/`high`, both allowed, and `below_window`: less than the model's
+    window), "whole" (with `low`/`high`, or `choices`), "flag" or "names". A default of None means the
+    setting may be null (left to the recording, or unused).
+    """
+    return field(default=default, metadata={"help": help_text, "kind": kind, **rules})
+
+
+# BirdNET's weeks: four a month, 1-48; -1 is the whole year.
+WEEKS = (-1, *range(1, 49))
 
 
 @dataclass(frozen=True)
 class InferenceConfig:
-    confidence_threshold: float = 0.5
-    overlap: float = 0.0  # seconds, smaller than the model's window
-    batch_size: int = 32
-    use_gpu: bool = True
-    use_metadata_filter: bool = True
-    custom_species_list: tuple[str, ...] | None = None
-    store_embeddings: bool = True
-    store_predictions: bool = True
+    # BirdNET-Analyzer's and birdnetlib's default (min_conf 0.1), and the floor of the stored model output
+    # (PREDICTION_FLOOR): a job at the default selects from what is stored and matches the official analyzer.
+    confidence_threshold: float = setting(0.1, "Keep the species scored at least this", "number", low=0, high=1)
+    overlap: float = setting(0.0, "Seconds shared by consecutive windows", "number", low=0, below_window=True)
+    batch_size: int = setting(32, "Windows per model call", "whole", low=1, high=MAX_BATCH_SIZE)
+    use_gpu: bool = setting(True, "Use a GPU when the worker has one", "flag")
+    use_metadata_filter: bool = setting(
+        True, "Keep only the species likely at the recording's place and week (the location filter)", "flag"
+    )
+    custom_species_list: tuple[str, ...] | None = setting(
+        None,
+        "Keep only these species (replaces the location filter): each a label ('Bonasa umbellus_Ruffed Grouse'), "
+        "a scientific name, a common name or an eBird code; stored as the model's labels",
+        "names",
+        high=MAX_SPECIES_LIST,
+    )
+    store_embeddings: bool = setting(True, "Store each window's embedding", "flag")
+    store_predictions: bool = setting(
+        True, "Store the scores and detections (at least one of the two store_ settings)", "flag"
+    )
     # BirdNET only.
-    sensitivity: float = 1.0
-    species_filter_threshold: float = 0.03
+    sensitivity: float = setting(
+        1.0, "The factor on the model's logit: higher, more detections at a threshold", "number", low=0.5, high=1.5
+    )
+    species_filter_threshold: float = setting(
+        0.03,
+        "The location filter keeps the species at least this likely at the place and week",
+        "number",
+        low=0,
+        high=1,
+    )
     # Override the location and week used by the species filter (else: recording, site, dataset).
-    latitude: float | None = None
-    longitude: float | None = None
-    week: int | None = None
+    latitude: float | None = setting(
+        None,
+        "With longitude: the place for the location filter, instead of the recording's, site's or dataset's",
+        "number",
+        low=-90,
+        high=90,
+    )
+    longitude: float | None = setting(None, "With latitude", "number", low=-180, high=180)
+    week: int | None = setting(
+        None,
+        "BirdNET's week for the location filter (four a month; -1 is the whole year), instead of the recording's date",
+        "whole",
+        choices=WEEKS,
+    )
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -51,7 +100,8 @@ class InferenceConfig:
         return cls(**data)
 
 
-FIELD_NAMES = tuple(field.name for field in fields(InferenceConfig))
+SETTINGS: tuple[Field, ...] = fields(InferenceConfig)
+FIELD_NAMES = tuple(setting.name for setting in SETTINGS)
 # The settings only some models read: each runtime names those it reads (ModelRuntime.job_settings), and
 # "use_gpu" counts where it can use a GPU (ModelRuntime.can_use_gpu). Every model reads the others.
 MODEL_SETTINGS = frozenset(
@@ -59,11 +109,33 @@ MODEL_SETTINGS = frozenset(
 )
 
 
+def allowed(setting: Field) -> str:
+    """The values a setting takes, in words ("0 to 1"), from its definition."""
+    rules = setting.metadata
+    if rules.get("choices") == WEEKS:
+        return "1 to 48, or -1"
+    if rules.get("below_window"):
+        return f"at least {rules['low']:g}, less than the model's window"
+    if rules["kind"] == "names":
+        return f"1 to {rules['high']:,} names"
+    if "low" in rules:
+        return f"{rules['low']:g} to {rules['high']:g}"
+    return ""
+
+
+def help_of(name: str) -> str:
+    """What a setting means and the values it takes: the help the API schema, the job form and `infer` show."""
+    setting = SETTINGS[FIELD_NAMES.index(name)]
+    values = allowed(setting)
+    return f"{setting.metadata['help']} ({values})." if values else f"{setting.metadata['help']}."
+
+
 def parse_config(raw: dict[str, Any] | None, *, window_s: float) -> InferenceConfig:
     """Check every field of a job's config against a model with `window_s`-second windows.
 
     Raises ConfigError naming every bad field at once; unknown fields are errors too, so a
-    typo ("confidence_treshold") is not silently ignored.
+    typo ("confidence_treshold") is not silently ignored. What each field allows is its definition
+    in InferenceConfig (`setting`).
     """
     raw = dict(raw or {})
     errors: dict[str, str] = {}
@@ -71,68 +143,15 @@ def parse_config(raw: dict[str, Any] | None, *, window_s: float) -> InferenceCon
         if name not in FIELD_NAMES:
             errors[name] = f"unknown setting; the settings are: {', '.join(FIELD_NAMES)}"
     values: dict[str, Any] = {}
-
-    def number(name: str, low: float, high: float, *, low_open: bool = False, high_open: bool = False) -> None:
-        if name not in raw or raw[name] is None and name in {"latitude", "longitude"}:
-            return
-        value = raw[name]
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            errors[name] = f"must be a number, got {value!r}"
-            return
-        too_low = value <= low if low_open else value < low
-        too_high = value >= high if high_open else value > high
-        if too_low or too_high:
-            left, right = "(" if low_open else "[", ")" if high_open else "]"
-            errors[name] = f"must be in {left}{low:g}, {high:g}{right}, got {value:g}"
-            return
-        values[name] = float(value)
-
-    def flag(name: str) -> None:
-        if name in raw:
-            if not isinstance(raw[name], bool):
-                errors[name] = f"must be true or false, got {raw[name]!r}"
-            else:
-                values[name] = raw[name]
-
-    number("confidence_threshold", 0, 1)
-    number("overlap", 0, window_s, high_open=True)
-    if "overlap" in errors and "must be in" in errors["overlap"]:
-        errors["overlap"] = (
-            f"must be at least 0 and smaller than the model's {window_s:g} s window, got {raw['overlap']}"
-        )
-    number("sensitivity", 0.5, 1.5)
-    number("species_filter_threshold", 0, 1)
-    number("latitude", -90, 90)
-    number("longitude", -180, 180)
-    for name in ("use_gpu", "use_metadata_filter", "store_embeddings", "store_predictions"):
-        flag(name)
-
-    if "batch_size" in raw:
-        size = raw["batch_size"]
-        if isinstance(size, bool) or not isinstance(size, int):
-            errors["batch_size"] = f"must be a whole number, got {size!r}"
-        elif not 1 <= size <= MAX_BATCH_SIZE:
-            errors["batch_size"] = f"must be between 1 and {MAX_BATCH_SIZE}, got {size}"
+    for setting in SETTINGS:
+        if setting.name not in raw or raw[setting.name] is None and setting.default is None:
+            continue
+        check = CHECKS[setting.metadata["kind"]]
+        problem = check(raw[setting.name], setting.metadata, window_s)
+        if isinstance(problem, str):
+            errors[setting.name] = problem
         else:
-            values["batch_size"] = size
-
-    if raw.get("week") is not None:
-        week = raw["week"]
-        if isinstance(week, bool) or not isinstance(week, int) or not (week == -1 or 1 <= week <= 48):
-            errors["week"] = f"must be 1-48 (BirdNET's four weeks a month) or -1 for the whole year, got {week!r}"
-        else:
-            values["week"] = week
-
-    if raw.get("custom_species_list") is not None:
-        species = raw["custom_species_list"]
-        if not isinstance(species, list | tuple) or not all(isinstance(name, str) for name in species):
-            errors["custom_species_list"] = "must be a list of species names"
-        elif not [name for name in species if name.strip()]:
-            errors["custom_species_list"] = "is empty: give at least one species, or leave it out"
-        elif len(species) > MAX_SPECIES_LIST:
-            errors["custom_species_list"] = f"has {len(species)} names; at most {MAX_SPECIES_LIST}"
-        else:
-            values["custom_species_list"] = tuple(dict.fromkeys(name.strip() for name in species if name.strip()))
+            values[setting.name] = problem.value
 
     has_lat, has_lon = raw.get("latitude") is not None, raw.get("longitude") is not None
     if has_lat != has_lon and "latitude" not in errors and "longitude" not in errors:
@@ -143,3 +162,50 @@ def parse_config(raw: dict[str, Any] | None, *, window_s: float) -> InferenceCon
     if errors:
         raise ConfigError(errors)
     return InferenceConfig(**values)
+
+
+@dataclass(frozen=True)
+class Accepted:
+    value: Any
+
+
+def _number(value: Any, rules: dict, window_s: float) -> Accepted | str:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return f"must be a number, got {value!r}"
+    if rules.get("below_window"):
+        if not rules["low"] <= value < window_s:
+            return (
+                f"must be at least {rules['low']:g} and smaller than the model's {window_s:g} s window, got {value:g}"
+            )
+    elif not rules["low"] <= value <= rules["high"]:
+        return f"must be in [{rules['low']:g}, {rules['high']:g}], got {value:g}"
+    return Accepted(float(value))
+
+
+def _whole(value: Any, rules: dict, window_s: float) -> Accepted | str:
+    if isinstance(value, bool) or not isinstance(value, int):
+        return f"must be a whole number, got {value!r}"
+    if "choices" in rules:
+        if value not in rules["choices"]:
+            return f"must be 1-48 (BirdNET's four weeks a month) or -1 for the whole year, got {value!r}"
+    elif not rules["low"] <= value <= rules["high"]:
+        return f"must be between {rules['low']} and {rules['high']}, got {value}"
+    return Accepted(value)
+
+
+def _flag(value: Any, rules: dict, window_s: float) -> Accepted | str:
+    return Accepted(value) if isinstance(value, bool) else f"must be true or false, got {value!r}"
+
+
+def _names(value: Any, rules: dict, window_s: float) -> Accepted | str:
+    if not isinstance(value, list | tuple) or not all(isinstance(name, str) for name in value):
+        return "must be a list of species names"
+    names = tuple(dict.fromkeys(name.strip() for name in value if name.strip()))
+    if not names:
+        return "is empty: give at least one species, or leave it out"
+    if len(value) > rules["high"]:
+        return f"has {len(value)} names; at most {rules['high']}"
+    return Accepted(names)
+
+
+CHECKS = {"number": _number, "whole": _whole, "flag": _flag, "names": _names}

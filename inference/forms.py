@@ -1,8 +1,8 @@
 """The job settings form: plain Django fields that become services.create_job arguments.
 
 The form only parses types (a number, a whole number, one species per line); what values are
-allowed is checked in one place, inference.config.parse_config, and its ConfigError is put back
-onto the form's fields with `add_config_error`.
+allowed is checked in one place, inference.config.parse_config (and the species by the service),
+and its ConfigError is put back onto the form's fields with `add_config_error`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from typing import Any
 
 from django import forms
 
-from inference.config import MODEL_SETTINGS, ConfigError, InferenceConfig
+from inference import services
+from inference.config import MODEL_SETTINGS, ConfigError, InferenceConfig, help_of
 from inference.runtimes import ModelRuntime, available_runtimes, runtime_class
 
 DEFAULTS = InferenceConfig()
@@ -28,52 +29,45 @@ def number_input() -> forms.NumberInput:
 
 
 class InferenceJobForm(forms.Form):
+    # Defaults, help and allowed values are the config's own (inference.config): one definition for the API too.
     confidence_threshold = forms.FloatField(
-        initial=DEFAULTS.confidence_threshold,
-        widget=number_input(),
-        help_text="Keep species scored at least this (0 to 1).",
+        initial=DEFAULTS.confidence_threshold, widget=number_input(), help_text=help_of("confidence_threshold")
     )
     overlap = forms.FloatField(
-        label="Overlap (s)",
-        initial=DEFAULTS.overlap,
-        widget=number_input(),
-        help_text="Seconds shared by consecutive windows; less than the model's window.",
+        label="Overlap (s)", initial=DEFAULTS.overlap, widget=number_input(), help_text=help_of("overlap")
     )
-    batch_size = forms.IntegerField(initial=DEFAULTS.batch_size, help_text="Windows per model call.")
+    batch_size = forms.IntegerField(initial=DEFAULTS.batch_size, help_text=help_of("batch_size"))
     use_gpu = forms.BooleanField(
-        required=False, initial=DEFAULTS.use_gpu, label="Use a GPU", help_text="When the worker has one."
+        required=False, initial=DEFAULTS.use_gpu, label="Use a GPU", help_text=help_of("use_gpu")
     )
     use_metadata_filter = forms.BooleanField(
         required=False,
         initial=DEFAULTS.use_metadata_filter,
         label="Use the location filter",
-        help_text="Keep only species likely at the recording's place and week.",
+        help_text=help_of("use_metadata_filter"),
     )
     custom_species_list = forms.CharField(
         required=False,
         label="Custom species list",
         widget=forms.Textarea(attrs={"rows": 5}),
-        help_text="One species per line, as the model names it; empty for all species.",
+        help_text="One species a line: its label, scientific name, common name (Ruffed Grouse) or eBird code "
+        "(rufgro); empty for every species.",
     )
-    store_embeddings = forms.BooleanField(required=False, initial=DEFAULTS.store_embeddings)
-    store_predictions = forms.BooleanField(required=False, initial=DEFAULTS.store_predictions)
+    store_embeddings = forms.BooleanField(
+        required=False, initial=DEFAULTS.store_embeddings, help_text=help_of("store_embeddings")
+    )
+    store_predictions = forms.BooleanField(
+        required=False, initial=DEFAULTS.store_predictions, help_text=help_of("store_predictions")
+    )
     sensitivity = forms.FloatField(
-        initial=DEFAULTS.sensitivity,
-        widget=number_input(),
-        help_text="The factor on the model's logit, 0.5 to 1.5.",
+        initial=DEFAULTS.sensitivity, widget=number_input(), help_text=help_of("sensitivity")
     )
     species_filter_threshold = forms.FloatField(
-        initial=DEFAULTS.species_filter_threshold,
-        widget=number_input(),
-        help_text="The location filter keeps species at least this likely (0 to 1).",
+        initial=DEFAULTS.species_filter_threshold, widget=number_input(), help_text=help_of("species_filter_threshold")
     )
-    latitude = forms.FloatField(
-        required=False, widget=number_input(), help_text="Overrides the recording's, site's and dataset's."
-    )
-    longitude = forms.FloatField(required=False, widget=number_input())
-    week = forms.IntegerField(
-        required=False, help_text="1-48 (four a month), or -1 for the whole year; else from the recording time."
-    )
+    latitude = forms.FloatField(required=False, widget=number_input(), help_text=help_of("latitude"))
+    longitude = forms.FloatField(required=False, widget=number_input(), help_text=help_of("longitude"))
+    week = forms.IntegerField(required=False, help_text=help_of("week"))
     start_now = forms.BooleanField(required=False, initial=True, label="Start now")
 
     def __init__(self, *args: Any, model_name: str | None = None, **kwargs: Any) -> None:
@@ -98,13 +92,23 @@ class InferenceJobForm(forms.Form):
         return [name for name in names if name] or None
 
     def job_arguments(self) -> dict[str, Any]:
-        """The keyword arguments of services.create_job, less the target and `by`."""
+        """The keyword arguments of services.create_job, less the target, `start` and `by`."""
         config = {
             name: value
             for name, value in self.cleaned_data.items()
             if name not in ("model_name", "start_now") and value is not None
         }
-        return {"model_name": self.model_name or self.cleaned_data["model_name"], "config": config}
+        return {"model_name": self.model_name or self.cleaned_data.get("model_name"), "config": config}
+
+    def check_the_rest(self) -> None:
+        """When some fields do not parse (or the target is wrong), the service's checks of the others, so that
+        every error shows in one round, not the parse errors first and the settings' next."""
+        arguments = self.job_arguments()
+        if arguments["model_name"] is None:
+            return
+        for name, message in services.job_errors(**arguments).items():
+            if name not in self.errors:
+                self.add_config_error(ConfigError({name: message}))
 
     def add_config_error(self, error: ConfigError) -> None:
         """Show each of the service's errors on its field, or above the form when no field has its name."""

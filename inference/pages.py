@@ -14,7 +14,6 @@ from django import forms
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -223,9 +222,7 @@ def job_action(service, done: str):
     @page_login_required
     def view(request: HttpRequest, job_uuid) -> HttpResponse:
         job = get_object_or_404(InferenceJob, uuid=job_uuid)
-        if not job.can_be_changed_by(request.user):
-            raise PermissionDenied("only staff or the job's creator may start, cancel or retry it")
-        try:
+        try:  # the service decides who may (its PermissionDenied is a 403) and says why a job's state refuses
             service(job, by=request.user)
         except ConfigError as error:
             messages.error(request, "; ".join(error.errors.values()))
@@ -291,22 +288,30 @@ class TargetForm(forms.Form):
 @page_login_required
 def new_job(request: HttpRequest) -> HttpResponse:
     """The admin's job form with a target: creates the job, starts it when asked, and shows its page."""
-    if not may_start_jobs(request.user):
-        raise PermissionDenied("starting jobs needs a staff account with the “add inference job” permission")
+    if not services.may_create_jobs(request.user):
+        raise PermissionDenied("log in to create jobs")
     if request.method == "POST":
         target_form = TargetForm(request.POST)
         form = InferenceJobForm(request.POST)
-        if target_form.is_valid() and form.is_valid():
-            target = {
-                "dataset": target_form.cleaned_data["dataset"],
-                "recording": target_form.cleaned_data["recording"],
-            }
+        # Both forms are checked, and the settings by the service too: every error shows at once.
+        target_parsed, settings_parsed = target_form.is_valid(), form.is_valid()
+        if not (target_parsed and settings_parsed):
+            form.check_the_rest()
+        else:
             try:
-                with transaction.atomic():
-                    job = services.create_job(**form.job_arguments(), **target, by=request.user)
-                    if form.cleaned_data["start_now"]:
-                        job = services.start_job(job, by=request.user)
+                job = services.create_job(
+                    **form.job_arguments(),
+                    dataset=target_form.cleaned_data["dataset"],
+                    recording=target_form.cleaned_data["recording"],
+                    start=form.cleaned_data["start_now"],
+                    by=request.user,
+                )
             except ConfigError as error:
+                target_errors = {
+                    name: error.errors.pop(name) for name in ("dataset", "recording") if name in error.errors
+                }
+                for name, message in target_errors.items():
+                    target_form.add_error(name, message)
                 form.add_config_error(error)
             else:
                 messages.success(request, "Started the job." if job.status != "pending" else "Created the job.")

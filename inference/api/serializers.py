@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import Field
+
 from django.db.models import Count
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -10,7 +13,7 @@ from echoroo.api.serializers import PredictionModelRunSerializer, by_uuid, job_d
 from echoroo.models import Dataset, Recording
 from inference import services
 from inference.api.errors import as_api_error
-from inference.config import MAX_BATCH_SIZE, MAX_SPECIES_LIST, ConfigError
+from inference.config import SETTINGS, ConfigError, help_of
 from inference.models import InferenceJob, JobRecording
 from inference.runtimes import available_runtimes
 
@@ -18,62 +21,44 @@ from inference.runtimes import available_runtimes
 FAILED_RECORDINGS_SHOWN = 100
 
 
+def config_field(setting: Field) -> serializers.Field:
+    """The documented shape of one setting, read from its definition in inference.config."""
+    rules = setting.metadata
+    shared = {"default": setting.default, "allow_null": setting.default is None, "help_text": help_of(setting.name)}
+    if rules["kind"] == "flag":
+        return serializers.BooleanField(**shared)
+    if rules["kind"] == "names":
+        return serializers.ListField(child=serializers.CharField(), min_length=1, max_length=rules["high"], **shared)
+    if "choices" in rules:
+        # Whole numbers from a list (the week: -1, or 1 to 48), documented as its runs of consecutive values.
+        schema = {"type": "integer", "nullable": setting.default is None, "oneOf": runs_of(rules["choices"])}
+        return extend_schema_field(schema)(serializers.IntegerField(**shared))
+    kind = serializers.FloatField if rules["kind"] == "number" else serializers.IntegerField
+    # An overlap's upper bound is the model's window: a bound of the request, not of the schema.
+    bounds = {"min_value": rules["low"]} | ({} if rules.get("below_window") else {"max_value": rules["high"]})
+    return kind(**bounds, **shared)
+
+
+def runs_of(values: tuple[int, ...]) -> list[dict]:
+    """Whole numbers as JSON schemas of their runs: [-1, 1, 2, 3] -> [{"enum": [-1]}, {"minimum": 1, "maximum": 3}]."""
+    runs: list[list[int]] = []
+    for value in sorted(values):
+        if runs and value == runs[-1][-1] + 1:
+            runs[-1].append(value)
+        else:
+            runs.append([value])
+    return [{"enum": run} if len(run) == 1 else {"minimum": run[0], "maximum": run[-1]} for run in runs]
+
+
 class InferenceConfigSerializer(serializers.Serializer):
-    """A job's settings. Every one is optional; an unknown one is an error, so a typo is not ignored."""
+    """A job's settings. Every one is optional; an unknown one is an error, so a typo is not ignored.
 
-    # Documentation only: inference.config.parse_config checks the settings (it knows the model's window).
+    Documentation only, generated from InferenceConfig's fields: inference.config.parse_config checks the
+    settings (it knows the model's window).
+    """
 
-    confidence_threshold = serializers.FloatField(
-        default=0.5, help_text="Keep the scores at least this, 0 to 1.", min_value=0, max_value=1
-    )
-    overlap = serializers.FloatField(
-        default=0.0,
-        help_text="Seconds two windows overlap: at least 0, less than the model's window (BirdNET 3 s, Perch 5 s).",
-        min_value=0,
-    )
-    batch_size = serializers.IntegerField(
-        default=32, help_text="Windows per model call.", min_value=1, max_value=MAX_BATCH_SIZE
-    )
-    use_gpu = serializers.BooleanField(default=True, help_text="Use a GPU when the worker has one.")
-    use_metadata_filter = serializers.BooleanField(
-        default=True, help_text="BirdNET: keep only the species expected at the place and week."
-    )
-    custom_species_list = serializers.ListField(
-        child=serializers.CharField(),
-        allow_null=True,
-        default=None,
-        max_length=MAX_SPECIES_LIST,
-        help_text="Keep only these labels (the model's names, e.g. 'Turdus merula_Eurasian Blackbird' or "
-        "'Turdus merula'); replaces the metadata filter.",
-    )
-    store_embeddings = serializers.BooleanField(default=True, help_text="Store each window's embedding.")
-    store_predictions = serializers.BooleanField(
-        default=True, help_text="Store the scores and detections (at least one of the two store_ settings)."
-    )
-    sensitivity = serializers.FloatField(
-        default=1.0, min_value=0.5, max_value=1.5, help_text="BirdNET's detection sensitivity, 0.5 to 1.5."
-    )
-    species_filter_threshold = serializers.FloatField(
-        default=0.03, min_value=0, max_value=1, help_text="BirdNET: how likely a species must be at the place and week."
-    )
-    latitude = serializers.FloatField(
-        allow_null=True,
-        default=None,
-        min_value=-90,
-        max_value=90,
-        help_text="With longitude: the place for the species filter, instead of the recording's, site's or dataset's.",
-    )
-    longitude = serializers.FloatField(
-        allow_null=True, default=None, min_value=-180, max_value=180, help_text="With latitude."
-    )
-    week = serializers.IntegerField(
-        allow_null=True,
-        default=None,
-        min_value=-1,
-        max_value=48,
-        help_text="BirdNET's week for the species filter (1-48, or -1 for the whole year), instead of the "
-        "recording's date.",
-    )
+    def get_fields(self) -> dict[str, serializers.Field]:
+        return {setting.name: config_field(setting) for setting in SETTINGS}
 
 
 @extend_schema_field(InferenceConfigSerializer)
@@ -194,6 +179,14 @@ class InferenceJobSerializer(serializers.ModelSerializer):
             "completed_at",
         ]
 
+    def to_internal_value(self, data) -> dict:
+        try:
+            return super().to_internal_value(data)
+        except serializers.ValidationError as error:
+            # A field that does not parse (an unknown uuid, say) stops DRF before create: the service checks
+            # the model and the config anyway, so that every error of the request comes in one answer.
+            raise serializers.ValidationError(with_service_errors(error.detail, data)) from error
+
     def create(self, validated_data: dict) -> InferenceJob:
         config = validated_data.get("config") or {}
         try:
@@ -203,10 +196,32 @@ class InferenceJobSerializer(serializers.ModelSerializer):
                 dataset=validated_data.get("dataset"),
                 recording=validated_data.get("recording"),
                 config=config,
+                start=validated_data["start"],
                 by=validated_data["created_by"],
             )
         except ConfigError as error:
             raise as_api_error(error, config_keys=config) from error
+
+
+def with_service_errors(detail: dict, data) -> dict:
+    """The field errors DRF found, and those the service finds in the rest of the request (nothing is written)."""
+    if not isinstance(data, Mapping) or not isinstance(detail, dict):
+        return detail
+    model_name, model_version = data.get("model_name"), data.get("model_version") or "latest"
+    config = data.get("config") if isinstance(data.get("config"), dict) else {}
+    if not isinstance(model_name, str) or not isinstance(model_version, str):
+        return detail
+    errors = services.job_errors(model_name=model_name, model_version=model_version, config=config)
+    if sum(bool(data.get(field)) for field in ("dataset_uuid", "recording_uuid")) != 1:
+        errors["dataset"] = services.TARGET_MISSING
+    found = as_api_error(ConfigError(errors), config_keys=config).detail if errors else {}
+    merged = dict(detail)
+    for key, messages in found.items():
+        if key == "config" and isinstance(merged.get("config"), dict):
+            merged["config"] = {**messages, **merged["config"]}
+        else:
+            merged.setdefault(key, messages)
+    return merged
 
 
 class InferenceJobDetailSerializer(InferenceJobSerializer):

@@ -1,7 +1,8 @@
 """The jobs endpoints (seed-design.md §5.1): create, list, show, cancel, start and retry a job, and list its detections.
 
 Any logged-in user may create and see jobs; only staff or a job's creator may start, cancel or
-retry it (the services decide, and their PermissionDenied is a 403). Errors: see inference.api.errors.
+retry it (inference.services decides, for the admin and the pages too; its PermissionDenied is a
+403). Errors: see inference.api.errors.
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ JOB_ACCEPTED = OpenApiResponse(InferenceJobDetailSerializer, description="Accept
 @extend_schema_view(
     create=extend_schema(
         summary="Create a job on a dataset or a recording",
-        description='The job is pending until started; with "start": true it is started at once.',
+        description='The job is pending until started; with "start": true it is created and started at once (its '
+        "tasks queued), or, refused, not created at all. Any logged-in user may create jobs; a job is then its "
+        "creator's (the creator or staff start, cancel and retry it).",
         responses={201: InferenceJobSerializer, 400: VALIDATION_ERROR},
     ),
     list=extend_schema(summary="List jobs, newest first"),
@@ -45,9 +48,9 @@ JOB_ACCEPTED = OpenApiResponse(InferenceJobDetailSerializer, description="Accept
     destroy=extend_schema(
         summary="Cancel a job",
         description="The job stops between batches; finished recordings keep their results. The job stays "
-        "(so this answers 200 with it, not 204); cancelling a finished job changes nothing.",
+        "(so this answers 200 with it, not 204). A job that has already finished is a 409 saying so.",
         request=None,
-        responses={200: InferenceJobDetailSerializer, 403: FORBIDDEN},
+        responses={200: InferenceJobDetailSerializer, 403: FORBIDDEN, 409: CONFLICT},
     ),
 )
 class InferenceJobViewSet(
@@ -77,12 +80,11 @@ class InferenceJobViewSet(
         return InferenceJobDetailSerializer
 
     def perform_create(self, serializer: InferenceJobSerializer) -> None:
-        job = serializer.save(created_by=self.request.user)
-        if serializer.validated_data["start"]:
-            serializer.instance = self._call(services.start_job, job)
+        # Created, and started with "start": true, in one service call: a refused request writes nothing.
+        serializer.save(created_by=self.request.user)
 
     def destroy(self, request, *args, **kwargs) -> Response:
-        job = services.cancel_job(self.get_object(), by=request.user)
+        job = self._call(services.cancel_job, self.get_object())
         return Response(self.get_serializer(job).data, status=status.HTTP_200_OK)
 
     @extend_schema(
@@ -98,7 +100,8 @@ class InferenceJobViewSet(
 
     @extend_schema(
         summary="Run again the recordings that failed or were cancelled",
-        description="For a finished job; one with nothing to retry is returned unchanged.",
+        description="For a finished job; one still running, or with nothing that failed or was cancelled, is a 409 "
+        "saying so.",
         request=None,
         responses={202: JOB_ACCEPTED, 403: FORBIDDEN, 409: CONFLICT},
     )
@@ -138,7 +141,7 @@ class InferenceJobViewSet(
         return InferenceJobDetailSerializer(job, context=self.get_serializer_context()).data
 
     def _call(self, service, job: InferenceJob) -> InferenceJob:
-        """Start or retry a job as the requesting user; a job in the wrong state is a 409."""
+        """Start, cancel or retry a job as the requesting user; a job in the wrong state is a 409."""
         try:
             return service(job, by=self.request.user)
         except ConfigError as error:

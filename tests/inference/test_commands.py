@@ -74,7 +74,7 @@ def test_infer_sync_runs_the_job_here_and_stores_predictions(field_recording):
     scores = list(ClipPredictionTag.objects.values_list("score", flat=True))
     assert scores and min(scores) >= 0.25
     assert f"Job {job.uuid} completed" in output
-    assert f"1 recordings done, 0 failed, 0 cancelled. Stored for them by birdnet 2.4: {len(scores)} window" in output
+    assert f"1 recording done, 0 failed, 0 cancelled. Stored for them by birdnet 2.4: {len(scores)} window" in output
 
 
 @pytest.mark.parametrize(
@@ -114,7 +114,9 @@ def test_species_list_and_switches_reach_the_config(field_recording, tmp_path):
     assert (
         job.config
         == InferenceConfig(
-            custom_species_list=("Hylocichla mustelina_Wood Thrush", "Turdus migratorius"), store_embeddings=False
+            # Stored as the model's labels, whichever name the file gives.
+            custom_species_list=("Hylocichla mustelina_Wood Thrush", "Turdus migratorius_American Robin"),
+            store_embeddings=False,
         ).as_json()
     )
 

@@ -19,7 +19,7 @@ from rest_framework.test import APIClient
 from echoroo.models import SPECIES, Clip, ClipPrediction, ClipPredictionTag, ModelRun, Tag
 from inference import services
 from inference.api.serializers import FAILED_RECORDINGS_SHOWN, InferenceConfigSerializer
-from inference.config import FIELD_NAMES, InferenceConfig
+from inference.config import FIELD_NAMES, SETTINGS, WEEKS, ConfigError, InferenceConfig, parse_config
 from inference.models import InferenceJob, JobRecording
 
 pytestmark = pytest.mark.django_db
@@ -270,11 +270,13 @@ def test_another_user_may_not_cancel_a_job(stranger, job):
     assert job.status == InferenceJob.Status.PENDING
 
 
-def test_cancelling_a_finished_job_changes_nothing(api_client, job):
+def test_cancelling_a_finished_job_is_a_409_that_changes_nothing(api_client, job):
     InferenceJob.objects.filter(pk=job.pk).update(status=InferenceJob.Status.COMPLETED, progress=100)
     response = api_client.delete(job_url(job))
-    assert response.status_code == 200
-    assert response.json()["status"] == "completed" and response.json()["progress"] == 100
+    assert response.status_code == 409
+    assert response.json() == {
+        "status": ["the job is already completed; only a pending or running job can be cancelled"]
+    }
     job.refresh_from_db()
     assert job.status == InferenceJob.Status.COMPLETED
 
@@ -640,6 +642,32 @@ def test_two_jobs_on_one_recording_keep_their_own_detections(api_client, field_r
 
 def test_the_documented_config_is_the_config_the_service_reads():
     assert tuple(InferenceConfigSerializer().fields) == FIELD_NAMES
+
+
+def test_the_schemas_config_is_the_configs_fields_defaults_and_ranges(client):
+    documented = client.get("/api/schema/", {"format": "json"}).json()["components"]["schemas"]["InferenceConfig"]
+    properties = documented["properties"]
+    assert tuple(properties) == FIELD_NAMES
+    for setting in SETTINGS:
+        shown, rules = properties[setting.name], setting.metadata
+        assert shown.get("default") == setting.default, setting.name
+        assert shown.get("nullable", False) == (setting.default is None), setting.name
+        if rules["kind"] in ("number", "whole") and "choices" not in rules:
+            assert shown["minimum"] == rules["low"], setting.name
+            # The overlap's bound is the model's window, not a number of the schema.
+            assert shown.get("maximum") == (None if rules.get("below_window") else rules["high"]), setting.name
+    # The week: -1 or 1-48, as the config checks it (0 is refused there, so it is not documented).
+    allowed = set()
+    for run in properties["week"]["oneOf"]:
+        allowed |= set(run["enum"]) if "enum" in run else set(range(run["minimum"], run["maximum"] + 1))
+    assert allowed == set(WEEKS) and 0 not in allowed
+    with pytest.raises(ConfigError, match="week"):
+        parse_config({"week": 0}, window_s=3)
+    assert properties["custom_species_list"]["minItems"] == 1
+    assert (
+        properties["custom_species_list"]["maxItems"]
+        == SETTINGS[FIELD_NAMES.index("custom_species_list")].metadata["high"]
+    )
 
 
 def test_the_schema_lists_the_jobs_endpoints(client):

@@ -2,6 +2,7 @@
 
 import threading
 import uuid
+from contextlib import suppress
 from pathlib import Path
 from time import sleep
 
@@ -12,35 +13,45 @@ from tqdm import tqdm
 
 from echoroo.models import Dataset, Recording
 from inference import services
-from inference.config import ConfigError, InferenceConfig
+from inference.config import ConfigError, InferenceConfig, help_of
 from inference.exports import detection_counts
 from inference.models import InferenceJob, JobRecording
 from inference.runtimes import available_runtimes
 
-# Each InferenceConfig field -> its option (whose dest is the field's name), the option's type
-# (None: a flag that turns the setting off) and what it does.
+# Each InferenceConfig field -> its option (whose dest is the field's name) and the option's type (None: a flag
+# that turns the setting off). What a value option does is the config's own help (inference.config.help_of).
 CONFIG_OPTIONS = {
-    "confidence_threshold": ("--confidence-threshold", float, "store scores at or above this, 0-1"),
-    "overlap": ("--overlap", float, "seconds each window overlaps the last; less than the model's window"),
-    "batch_size": ("--batch-size", int, "windows per model call"),
-    "sensitivity": ("--sensitivity", float, "BirdNET's sigmoid sensitivity, 0.5-1.5"),
-    "species_filter_threshold": ("--species-filter-threshold", float, "the range filter keeps species this likely"),
-    "latitude": ("--lat", float, "the range filter's place, with --lon (else the recording's, its site's, dataset's)"),
-    "longitude": ("--lon", float, "with --lat"),
-    "week": ("--week", int, "the range filter's week, 1-48 or -1 for all year (else from the recording's time)"),
-    "custom_species_list": (
-        "--species-list",
-        Path,
-        "a FILE of the only species to report: one a line, as the model labels them or by scientific name; "
-        "'#' starts a comment",
-    ),
-    "store_embeddings": ("--no-embeddings", None, "store no embeddings"),
-    "store_predictions": ("--no-predictions", None, "store no predictions (embeddings only)"),
-    "use_metadata_filter": ("--no-metadata-filter", None, "no range filter by place and week"),
-    "use_gpu": ("--no-gpu", None, "never use a GPU"),
+    "confidence_threshold": ("--confidence-threshold", float),
+    "overlap": ("--overlap", float),
+    "batch_size": ("--batch-size", int),
+    "sensitivity": ("--sensitivity", float),
+    "species_filter_threshold": ("--species-filter-threshold", float),
+    "latitude": ("--lat", float),
+    "longitude": ("--lon", float),
+    "week": ("--week", int),
+    "custom_species_list": ("--species-list", Path),
+    "store_embeddings": ("--no-embeddings", None),
+    "store_predictions": ("--no-predictions", None),
+    "use_metadata_filter": ("--no-metadata-filter", None),
+    "use_gpu": ("--no-gpu", None),
 }
+FLAG_HELP = {
+    "store_embeddings": "store no embeddings",
+    "store_predictions": "store no predictions (embeddings only)",
+    "use_metadata_filter": "no location filter by place and week",
+    "use_gpu": "never use a GPU",
+}
+SPECIES_LIST_HELP = (
+    "a FILE of the only species to report, one a line: a label, scientific name, common name or eBird code; "
+    "'#' starts a comment"
+)
 # ConfigError fields that are not config fields -> the option at fault.
-OTHER_OPTIONS = {"model_name": "--model", "model_version": "--model", "dataset": "--dataset/--recording"}
+OTHER_OPTIONS = {
+    "model_name": "--model",
+    "model_version": "--model",
+    "dataset": "--dataset",
+    "recording": "--recording",
+}
 
 POLL_S = 1.0
 SHOWN_FAILURES = 20
@@ -68,14 +79,15 @@ class Command(BaseCommand):
 
         config = parser.add_argument_group("config (left out: InferenceConfig's default)")
         default = InferenceConfig()
-        for field, (option, kind, what) in CONFIG_OPTIONS.items():
+        for field, (option, kind) in CONFIG_OPTIONS.items():
             if kind is None:
-                config.add_argument(option, action="store_false", dest=field, default=None, help=what)
-            else:
-                shown = getattr(default, field)
-                what += f" (default {shown})" if shown is not None else ""
-                metavar = {"--lat": "LAT", "--lon": "LON"}.get(option) or {Path: "FILE", int: "N"}.get(kind, "X")
-                config.add_argument(option, type=kind, dest=field, metavar=metavar, help=what)
+                config.add_argument(option, action="store_false", dest=field, default=None, help=FLAG_HELP[field])
+                continue
+            what = SPECIES_LIST_HELP if kind is Path else help_of(field).rstrip(".")
+            shown = getattr(default, field)
+            what += f" (default {shown})" if shown is not None else ""
+            metavar = {"--lat": "LAT", "--lon": "LON"}.get(option) or {Path: "FILE", int: "N"}.get(kind, "X")
+            config.add_argument(option, type=kind, dest=field, metavar=metavar, help=what)
 
     def handle(self, *args, model_name, dataset, recording, wait, sync, **options):
         target = {"dataset": _dataset(dataset)} if dataset is not None else {"recording": _recording(recording)}
@@ -83,7 +95,9 @@ class Command(BaseCommand):
         if "custom_species_list" in config:
             config["custom_species_list"] = _species_list(config["custom_species_list"])
         try:
-            job = services.create_job(model_name=model_name, config=config, **target)
+            # Created and started in one call: a refused job leaves nothing behind. With --sync its recordings
+            # are not queued: this process runs them.
+            job = services.create_job(model_name=model_name, config=config, start=True, queue=not sync, **target)
         except ConfigError as error:
             raise CommandError(_options_named(error)) from error
         self.stdout.write(f"Job {job.uuid}: {job}")
@@ -92,7 +106,6 @@ class Command(BaseCommand):
         if sync:
             job = self._run_here(job, show_progress)
         else:
-            job = services.start_job(job)
             recordings = job.job_recordings.count()
             self.stdout.write(f"Queued {recordings} recordings ({job.total_clips} windows) for the workers.")
             if not wait:
@@ -109,9 +122,10 @@ class Command(BaseCommand):
         if follower:
             follower.start()
         try:
-            return services.start_job(job, sync=True)
+            return services.run_here(job)
         except KeyboardInterrupt:
-            services.cancel_job(job)
+            with suppress(ConfigError):  # it may have just finished
+                services.cancel_job(job)
             raise CommandError(
                 f"Interrupted: job {job.uuid} is cancelled; the recordings finished so far keep their results.",
                 returncode=130,
@@ -224,5 +238,5 @@ def _species_list(path: Path) -> list[str]:
 
 
 def _options_named(error: ConfigError) -> str:
-    named = {field: option for field, (option, _, _) in CONFIG_OPTIONS.items()} | OTHER_OPTIONS
+    named = {field: option for field, (option, _) in CONFIG_OPTIONS.items()} | OTHER_OPTIONS
     return "; ".join(f"{named.get(field, field)}: {message}" for field, message in error.errors.items())
