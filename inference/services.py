@@ -143,8 +143,7 @@ def species_labels(runtime: type[ModelRuntime], names: tuple[str, ...], errors: 
         problems.append(f"names more than one species, give the scientific name: {_listed(ambiguous)}")
     if problems:
         errors["custom_species_list"] = "; ".join(problems) + (
-            " (a species is its label, scientific name, common name or eBird code: 'Bonasa umbellus_Ruffed Grouse', "
-            "'Bonasa umbellus', 'Ruffed Grouse', 'rufgro')"
+            " (name each by its label, scientific name, common name or eBird code, e.g. 'Ruffed Grouse' or 'rufgro')"
         )
     return tuple(dict.fromkeys(labels))
 
