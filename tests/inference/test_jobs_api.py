@@ -403,6 +403,7 @@ def test_the_detail_shows_progress_counts_and_failed_recordings(stranger, job):
         "total_clips",
         "processed_clips",
         "error_message",
+        "activity",
         "created_by",
         "created_at",
         "started_at",
