@@ -172,9 +172,8 @@ def search_similar(
 
 
 def _collapsed(found, clips: dict, events: dict, model_run: ModelRun, limit: int) -> list:
-    """The results, at most `limit`, each sound once: a job's detections of several species on one span are one
-    result listing their species, and a detection on a clip's exact span is that clip (the same audio)."""
-    clip_spans = {(clip.recording_id, clip.start_time, clip.end_time) for clip in clips.values()}
+    """The results, at most `limit`: a job's detections of several species on one span are one result listing
+    their species (the same sound, the same vector)."""
     results: list[SearchResult | SoundEventResult] = []
     detection_at: dict[tuple, int] = {}  # a detection's span -> its result's index
     for distance, kind, item_id in found:
@@ -184,8 +183,6 @@ def _collapsed(found, clips: dict, events: dict, model_run: ModelRun, limit: int
         elif kind == "sound_event" and item_id in events:
             event, annotation_uuid, species = events[item_id]
             span = (event.recording_id, event.start_time, event.end_time)
-            if annotation_uuid is None and span in clip_spans:
-                continue
             if annotation_uuid is None and span in detection_at:
                 index = detection_at[span]
                 merged = tuple(dict.fromkeys(results[index].species + species))
@@ -263,11 +260,11 @@ SPECIES_OF_SOUND_EVENTS = (
 def search_by_audio(
     upload, *, model_name: str, model_version: str | None = None, **options: Any
 ) -> list[SearchResult | SoundEventResult]:
-    """The clips or sound events nearest an uploaded snippet, embedded here with the model (see search.uploads)."""
+    """The clips or sound events nearest an uploaded snippet, embedded with the model (see search.uploads)."""
     uploads.check_size(upload)
     target = options.get("target", DEFAULT_TARGET)
     model_run = model_run_with_embeddings(*uploads.installed_model(model_name, model_version), target=target)
-    vector = uploads.embed_upload(upload, uploads.load_model(model_run.name))
+    vector = uploads.embed_upload(upload, model_run.name)
     return search_similar(model_run=model_run, vector=vector, **options)
 
 
