@@ -7,16 +7,19 @@ import json
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
+from django.db.models import Count, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from echoroo.admin import BigTableAdmin, DatasetAdmin, DeletesInDatabase, RecordingAdmin, changelist_link
+from echoroo.admin import BigTableAdmin, DatasetAdmin, DeletesInDatabase, RecordingAdmin, changelist_link, job_time
+from echoroo.formatting import duration_text
 from echoroo.models import ClipPrediction, Dataset, Recording, SoundEventPrediction
 from inference import services
 from inference.config import ConfigError
+from inference.describe import job_state, settings_in_words, windows_text
 from inference.forms import InferenceJobForm
 from inference.models import InferenceJob, JobRecording
 from inference.queries import (
@@ -49,11 +52,14 @@ STATUS_COLOURS = {
     "done": "#1e7d32",
     "failed": "#c62828",
     "cancelled": "#b26a00",
+    # Completed, with recordings failed or cancelled (inference.describe.job_state).
+    "partial": "#b26a00",
 }
 
 
-def status_html(status: str) -> str:
-    return format_html('<strong style="color: {}">{}</strong>', STATUS_COLOURS.get(status, "inherit"), status)
+def status_html(status: str, text: str | None = None) -> str:
+    """A status in its colour; `status` may be a tone of inference.describe.job_state, with its words as `text`."""
+    return format_html('<strong style="color: {}">{}</strong>', STATUS_COLOURS.get(status, "inherit"), text or status)
 
 
 def progress_html(percent: float) -> str:
@@ -61,8 +67,9 @@ def progress_html(percent: float) -> str:
     return format_html('<progress max="100" value="{}"></progress> {} %', f"{percent:.1f}", int(percent))
 
 
-def clip_figures(processed: int, total: int) -> str:
-    return f"{processed:,} / {total:,}"
+def clip_figures(processed: int, total: int, status: str = "") -> str:
+    """ "12 / 20"; of a failed or cancelled recording, "none of 20 kept" (inference.describe.windows_text)."""
+    return windows_text(status, processed, total)[0]
 
 
 def admin_link(instance, text: str) -> str:
@@ -190,9 +197,10 @@ def recording_states(job: InferenceJob) -> dict:
     shown = shown_job_recordings(job, total, RECORDING_ROWS)
     for row in shown:
         row.status_html = status_html(row.status)
+        row.clips = clip_figures(row.processed_clips, row.total_clips, row.status)
     for state in states:
         state["status_html"] = status_html(state["status"])
-        state["clips"] = clip_figures(state["processed"] or 0, state["total"] or 0)
+        state["clips"] = clip_figures(state["processed"] or 0, state["total"] or 0, state["status"])
     browse = reverse("admin:inference_jobrecording_changelist") + f"?job__id__exact={job.pk}"
     return {
         "recording_states": states,
@@ -264,9 +272,23 @@ class InferenceJobAdmin(DeletesInDatabase, BigTableAdmin):
             return format_html("dataset {}", admin_link(job.dataset, job.dataset.name))
         return format_html("recording {}", admin_link(job.recording, job.recording.path))
 
+    def get_queryset(self, request):
+        # Subqueries, evaluated for the rows shown only: what a completed job left failed or cancelled.
+        def left(status: str) -> Coalesce:
+            rows = JobRecording.objects.filter(job=OuterRef("pk"), status=status).order_by().values("job")
+            return Coalesce(Subquery(rows.annotate(n=Count("pk")).values("n")), 0)
+
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(failed_recordings=left(JobRecording.Status.FAILED))
+            .annotate(cancelled_recordings=left(JobRecording.Status.CANCELLED))
+        )
+
     @admin.display(description="status", ordering="status")
     def status_label(self, job: InferenceJob) -> str:
-        return status_html(job.status)
+        state = job_state(job, job.failed_recordings, job.cancelled_recordings)
+        return status_html(state.tone, state.text)
 
     @admin.display(description="progress")
     def progress_bar(self, job: InferenceJob) -> str:
@@ -285,19 +307,13 @@ class InferenceJobAdmin(DeletesInDatabase, BigTableAdmin):
 
     @admin.display(description="duration")
     def duration(self, job: InferenceJob) -> str:
-        seconds = job.duration_s
-        if seconds is None:
-            return "-"
-        hours, rest = divmod(round(seconds), 3600)
-        minutes, seconds = divmod(rest, 60)
-        return (
-            f"{hours} h {minutes:02} min" if hours else f"{minutes} min {seconds:02} s" if minutes else f"{seconds} s"
-        )
+        return duration_text(job.duration_s)
 
     @admin.display(description="settings")
     def config_json(self, job: InferenceJob) -> str:
-        # Every setting, in InferenceConfig's order, those the job left out at their defaults.
-        return format_html("<pre>{}</pre>", json.dumps(job.settings.as_json(), indent=2))
+        # In words, then every setting as stored, in InferenceConfig's order, those left out at their defaults.
+        words = " · ".join(settings_in_words(job))
+        return format_html("<p>{}</p><pre>{}</pre>", words, json.dumps(job.settings.as_json(), indent=2))
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         if obj is not None:
@@ -351,7 +367,7 @@ class JobRecordingAdmin(BigTableAdmin):
         "finished_at",
     )
     list_filter = ("status", "reused")
-    list_select_related = ("recording",)
+    list_select_related = ("recording", "job__model_run")
     search_fields = ("^recording__path",)
     search_help_text = "A recording's path prefix."
     readonly_fields = ()
@@ -368,7 +384,7 @@ class JobRecordingAdmin(BigTableAdmin):
     @admin.display(description="job")
     def job_link(self, job_recording: JobRecording) -> str:
         url = reverse("admin:inference_inferencejob_change", args=[job_recording.job_id])
-        return format_html('<a href="{}">job {}</a>', url, job_recording.job_id)
+        return format_html('<a href="{}">{} {}</a>', url, job_recording.job.model_run, job_time(job_recording.job))
 
     @admin.display(description="status")
     def status_label(self, job_recording: JobRecording) -> str:
@@ -376,4 +392,4 @@ class JobRecordingAdmin(BigTableAdmin):
 
     @admin.display(description="clips processed / total")
     def clips(self, job_recording: JobRecording) -> str:
-        return clip_figures(job_recording.processed_clips, job_recording.total_clips)
+        return clip_figures(job_recording.processed_clips, job_recording.total_clips, job_recording.status)

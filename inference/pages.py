@@ -36,9 +36,24 @@ from echoroo.pages import (
 )
 from inference import services
 from inference.config import ConfigError
+from inference.describe import (
+    JobState,
+    job_state,
+    settings_in_words,
+    species_filter_place,
+    uses_species_filter,
+    windows_text,
+)
 from inference.forms import InferenceJobForm
 from inference.models import InferenceJob, JobRecording
-from inference.queries import best_clips, recording_counts, shown_job_recordings, species_summary, within_time_limit
+from inference.queries import (
+    best_clips,
+    left_unfinished,
+    recording_counts,
+    shown_job_recordings,
+    species_summary,
+    within_time_limit,
+)
 from inference.runtimes import DEFAULT_RUNTIME
 from validation.evaluation import evaluate_job
 from validation.models import ThresholdSet, Verdict
@@ -55,11 +70,15 @@ MAX_POLLED_JOBS = 100
 RECORDING_SUGGESTIONS = 200
 
 
-def progress(job: InferenceJob) -> dict:
-    """What a progress bar shows of a job; the same for the page and for the JSON the page polls."""
+def progress(job: InferenceJob, state: JobState | None = None) -> dict:
+    """What a progress bar shows of a job; the same for the page and for the JSON the page polls. `state`: the job's
+    state in words (job_state, which needs its failed and cancelled recordings counted), else its bare status."""
+    state = state or job_state(job)
     return {
         "uuid": str(job.uuid),
         "status": job.status,
+        "status_text": state.text,
+        "status_tone": state.tone,
         "finished": job.is_finished,
         "progress": round(job.progress, 1),
         # Rounded down: a job at 99.6 % is not done.
@@ -104,8 +123,9 @@ def job_progress(request: HttpRequest) -> JsonResponse:
             wanted.append(uuid.UUID(value))
         except ValueError:
             return JsonResponse({"job": f"{value!r} is not a job's UUID"}, status=400)
-    jobs = InferenceJob.objects.filter(uuid__in=wanted)
-    return JsonResponse({"jobs": [progress(job) for job in jobs]})
+    jobs = list(InferenceJob.objects.filter(uuid__in=wanted))
+    left = left_unfinished([job.pk for job in jobs])
+    return JsonResponse({"jobs": [progress(job, job_state(job, *left.get(job.pk, (0, 0)))) for job in jobs]})
 
 
 @require_GET
@@ -121,10 +141,17 @@ def job_page(request: HttpRequest, job_uuid) -> HttpResponse:
     states = recording_counts(job)
     total = sum(state["recordings"] for state in states)
     rows = shown_job_recordings(job, total, RECORDING_ROWS)
+    config = job.settings
     for row in rows:
         # A recording the job finished opens on this job's detections; any other on its newest job's.
         done = row.status == JobRecording.Status.DONE
         row.url = recording_url(row.recording.uuid, job=job.uuid if done else None, thresholds=thresholds)
+        row.windows, row.windows_note = windows_text(row.status, row.processed_clips, row.total_clips)
+        row.place = species_filter_place(job, config, row.recording)
+    by_status = {state["status"]: state for state in states}
+    left = [by_status.get(status, {}) for status in (JobRecording.Status.FAILED, JobRecording.Status.CANCELLED)]
+    for state in states:
+        state["windows"], state["windows_note"] = windows_text(state["status"], state["processed"], state["total"])
 
     def found() -> list[dict]:
         summary = list(species_summary(job, TOP_SPECIES, threshold_set))
@@ -153,7 +180,9 @@ def job_page(request: HttpRequest, job_uuid) -> HttpResponse:
 
     context = {
         "job": job,
-        "job_progress": progress(job),
+        "job_progress": progress(job, job_state(job, *(state.get("recordings", 0) for state in left))),
+        # Windows of recordings that failed or were cancelled: counted in the total, never as processed.
+        "windows_not_kept": sum(state.get("total") or 0 for state in left),
         "recording_states": states,
         "recording_total": total,
         "reused_total": sum(state["reused"] for state in states),
@@ -166,7 +195,8 @@ def job_page(request: HttpRequest, job_uuid) -> HttpResponse:
         "against_annotations": within_time_limit(
             lambda: against_annotations(job, request.GET.get("against")), SPECIES_TIME_LIMIT_MS
         ),
-        "config": sorted(job.config.items()),
+        "settings_words": settings_in_words(job),
+        "shows_places": uses_species_filter(job, config),
         "can_change": job.can_be_changed_by(request.user),
         "can_retry": job.is_finished and any(state["status"] in ("failed", "cancelled") for state in states),
         "threshold_set": threshold_set,

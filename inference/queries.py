@@ -114,9 +114,27 @@ def recording_jobs(recording: Recording) -> QuerySet:
 
 def shown_job_recordings(job: InferenceJob, total: int, limit: int) -> list[JobRecording]:
     """All of a job's recordings when there are at most `limit`, else the failed and then the running ones."""
-    rows = JobRecording.objects.filter(job=job).select_related("recording")
+    # With the site and dataset: the place the species filter used is the recording's, else theirs.
+    rows = JobRecording.objects.filter(job=job).select_related("recording__site", "recording__dataset")
     if total <= limit:
         return list(rows.order_by("recording__path"))
     shown = list(rows.filter(status=JobRecording.Status.FAILED).order_by("id")[:limit])
     shown += rows.filter(status=JobRecording.Status.RUNNING).order_by("id")[: limit - len(shown)]
     return shown
+
+
+def left_unfinished(job_ids: list[int]) -> dict[int, tuple[int, int]]:
+    """Per job, how many of its recordings failed and how many were cancelled (one query): what a completed job's
+    state must say it left undone."""
+    left = (
+        JobRecording.objects.filter(
+            job_id__in=job_ids, status__in=[JobRecording.Status.FAILED, JobRecording.Status.CANCELLED]
+        )
+        .order_by()
+        .values("job_id")
+        .annotate(
+            failed=Count("id", filter=Q(status=JobRecording.Status.FAILED)),
+            cancelled=Count("id", filter=Q(status=JobRecording.Status.CANCELLED)),
+        )
+    )
+    return {row["job_id"]: (row["failed"], row["cancelled"]) for row in left}

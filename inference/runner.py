@@ -411,15 +411,16 @@ def _report(job_recording: JobRecording, processed: int) -> None:
 
 
 def _update_job_progress(job_id: int) -> None:
-    """Recompute the job's figures from its recordings: exact even when a task ran twice."""
+    """Recompute the job's figures from its recordings: exact even when a task ran twice. The windows of a failed
+    or cancelled recording are not counted, however far it got: nothing of it is kept."""
     with connection.cursor() as cursor:
         cursor.execute(
             "UPDATE inference_inferencejob j SET processed_clips = s.processed, "
             " progress = CASE WHEN j.total_clips > 0 THEN LEAST(100.0, 100.0 * s.processed / j.total_clips) "
             "            ELSE j.progress END "
             "FROM (SELECT COALESCE(SUM(processed_clips), 0) AS processed FROM inference_jobrecording "
-            "      WHERE job_id = %s) s WHERE j.id = %s",
-            [job_id, job_id],
+            "      WHERE job_id = %s AND status NOT IN (%s, %s)) s WHERE j.id = %s",
+            [job_id, JobRecording.Status.FAILED, JobRecording.Status.CANCELLED, job_id],
         )
 
 
@@ -473,11 +474,10 @@ def finish_job_if_done(job_id: int) -> None:
         if total and failed == total:
             job.status = InferenceJob.Status.FAILED
         else:
+            # Its windows stay as counted: those of its recordings that failed are not processed ones.
             job.status = InferenceJob.Status.COMPLETED
-            job.progress = 100.0
-            job.processed_clips = job.total_clips
         job.error_message = _failure_summary(job_id, failed, total) if failed else ""
-        job.save(update_fields=["status", "completed_at", "error_message", "progress", "processed_clips"])
+        job.save(update_fields=["status", "completed_at", "error_message"])
 
 
 def _failure_summary(job_id: int, failed: int, total: int) -> str:

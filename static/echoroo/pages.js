@@ -14,8 +14,9 @@
     const set = (selector, text) => element.querySelectorAll(selector).forEach((node) => { node.textContent = text; });
     const status = element.querySelector(".job-status");
     if (status) {
-      status.textContent = job.status;
-      status.className = "job-status status-" + job.status;
+      // "completed with 1 failed recording", in a warning tone, where the JSON words the state.
+      status.textContent = job.status_text || job.status;
+      status.className = "job-status status-" + (job.status_tone || job.status);
     }
     element.querySelectorAll("progress").forEach((bar) => { bar.value = job.progress; });
     set(".job-percent", job.percent + " %");
@@ -96,6 +97,12 @@
       event.preventDefault();
       play(trigger);
     }
+  });
+
+  // A form with data-confirm (cancelling a job) asks its question first, and is not sent unless confirmed.
+  document.addEventListener("submit", (event) => {
+    const question = event.target.dataset ? event.target.dataset.confirm : "";
+    if (question && !window.confirm(question)) event.preventDefault();
   });
 
   document.addEventListener("DOMContentLoaded", () => {

@@ -123,7 +123,7 @@ def test_the_job_list_shows_model_target_status_progress_and_duration(user_clien
     assert "birdnet" in row and "1min.wav" in row and "completed" in row
     assert '<progress max="100" value="100.0">' in row and "100 %" in row
     assert "20 / 20" in row
-    assert re.search(r'class="job-duration">\d+ (s|min)', row)
+    assert re.search(r'class="job-duration">\d+(\.\d+)? (s|min)<', row)
 
 
 def test_the_job_list_filters_by_status(user_client, birdnet_job):
@@ -160,7 +160,7 @@ def test_the_job_page_shows_recordings_settings_and_species_with_links_to_their_
     recording = Recording.objects.get(path__endswith="1min.wav")
     assert best["url"].startswith(f"/recordings/{recording.uuid}/?t=")
     assert best["url"] in html.replace("&amp;", "&")
-    assert "confidence_threshold" in html
+    assert "scores of at least 0.1" in html, "the settings, in words"
 
 
 def test_a_failed_recording_shows_its_error_on_the_job_page(user_client, field_recording, admin_user):

@@ -5,6 +5,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
+from echoroo.formatting import count_text, duration_text
 from inference import exports
 from inference.models import InferenceJob
 
@@ -126,20 +127,20 @@ class Command(BaseCommand):
             report = exports.export_detections(scope, wanted, output)
         except exports.ExportError as error:
             raise CommandError(f"{OPTIONS.get(error.field, error.field)}: {error}") from error
-        what = "merged detections" if merged else "window predictions"
-        if verified:
-            what = f"verified {what}"
+        noun = "merged detection" if merged else "window prediction"
+        what = count_text(report.rows, f"verified {noun}" if verified else noun)
         if threshold_set is not None:
             what += f" passing the threshold set {threshold_set.name!r}"
-        where = output if len(report.files) == 1 else f"{len(report.files)} files in {output}"
+        where = output if len(report.files) == 1 else f"{count_text(len(report.files), 'file')} in {output}"
         self.stdout.write(
-            f"Wrote {report.rows} {what} of {scope.job.model_run} (job {scope.job.uuid}) on {report.recordings} "
-            f"recordings to {where}",
+            f"Wrote {what} of {scope.job.model_run} (job {scope.job.uuid}) on "
+            f"{count_text(report.recordings, 'recording')} to {where}",
             self.style.SUCCESS,
         )
         if scope.unfinished:
+            are = "is" if scope.unfinished == 1 else "are"
             self.stdout.write(
-                f"{scope.unfinished} of the job's recordings are not done (failed, cancelled or pending): "
+                f"{scope.unfinished:,} of the job's recordings {are} not done (failed, cancelled or pending): "
                 "nothing exported for them",
                 self.style.WARNING,
             )
@@ -151,5 +152,5 @@ def describe(job: InferenceJob) -> str:
     finished = f"completed {timezone.localtime(job.completed_at):%Y-%m-%d %H:%M}" if job.completed_at else job.status
     return (
         f"{job.model_run}, {finished}, confidence threshold {config.confidence_threshold:g}, "
-        f"sensitivity {config.sensitivity:g}, overlap {config.overlap:g} s"
+        f"sensitivity {config.sensitivity:g}, overlap {duration_text(config.overlap)}"
     )

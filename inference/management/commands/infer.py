@@ -11,9 +11,11 @@ from django.db import connections
 from django.db.models import Count
 from tqdm import tqdm
 
+from echoroo.formatting import count_text, duration_text
 from echoroo.models import Dataset, Recording
 from inference import services
 from inference.config import ConfigError, InferenceConfig, help_of
+from inference.describe import job_state
 from inference.exports import detection_counts
 from inference.models import InferenceJob, JobRecording
 from inference.runtimes import available_runtimes
@@ -107,7 +109,8 @@ class Command(BaseCommand):
             job = self._run_here(job, show_progress)
         else:
             recordings = job.job_recordings.count()
-            self.stdout.write(f"Queued {recordings} recordings ({job.total_clips} windows) for the workers.")
+            queued = f"{count_text(recordings, 'recording')} ({count_text(job.total_clips, 'window')})"
+            self.stdout.write(f"Queued {queued} for the workers.")
             if not wait:
                 self.stdout.write(f"Follow it with GET /api/v1/inference/jobs/{job.uuid}/ or in the admin.")
                 return
@@ -169,19 +172,19 @@ class Command(BaseCommand):
         done, failed = states.get(JobRecording.Status.DONE, 0), states.get(JobRecording.Status.FAILED, 0)
         cancelled = states.get(JobRecording.Status.CANCELLED, 0)
         windows, detections = detection_counts(job)
-        elapsed = f"{job.duration_s:.1f} s" if job.duration_s is not None else "-"
         clean = job.status == InferenceJob.Status.COMPLETED and not failed
+        stored = f"{count_text(windows, 'window prediction')}, {count_text(detections, 'merged detection')}"
         self.stdout.write(
-            f"Job {job.uuid} {job.status} in {elapsed}: {done} recordings done, {failed} failed, {cancelled} "
-            f"cancelled. Stored for them by {job.model_run}: {windows} window predictions, {detections} merged "
-            "detections.",
+            f"Job {job.uuid} {job_state(job, failed, cancelled).text} in {duration_text(job.duration_s)}: "
+            f"{count_text(done, 'recording')} done, {failed:,} failed, {cancelled:,} cancelled. "
+            f"Stored for them by {job.model_run}: {stored}.",
             self.style.SUCCESS if clean else self.style.WARNING,
         )
         failures = JobRecording.objects.filter(job=job, status=JobRecording.Status.FAILED).order_by("id")
         for path, error in failures.values_list("recording__path", "error_message")[:SHOWN_FAILURES]:
             self.stdout.write(f"  failed: {path}: {error}")
         if failed > SHOWN_FAILURES:
-            self.stdout.write(f"  ... and {failed - SHOWN_FAILURES} more (see the admin)")
+            self.stdout.write(f"  ... and {failed - SHOWN_FAILURES:,} more (see the admin)")
         if job.status in (InferenceJob.Status.FAILED, InferenceJob.Status.CANCELLED):
             raise CommandError(f"job {job.uuid} {job.status}" + (f": {job.error_message}" if job.error_message else ""))
 
