@@ -17,8 +17,10 @@ from echoroo.media import MAX_SPECTROGRAM_S
 from echoroo.models import SPECIES, Clip, ClipPredictionTag, Dataset, ModelRun, Recording, Site, SoundEvent
 from echoroo.pages import clock, page_login_required, recording_url, species_names
 from echoroo.spectrogram import SpectrogramParams
+from inference.runtimes import available_runtimes
 from search import services
 from search.errors import SearchError
+from search.snippets import snippet_card
 
 # Where each of the service's error fields shows on the form.
 ERROR_FIELDS = {"model_name": "model", "model_version": "model", "file": "file", "target": "target"}
@@ -49,8 +51,9 @@ class SearchForm(forms.Form):
         ModelRun.objects.none(),
         required=False,
         to_field_name="uuid",
-        empty_label="the query's model",
-        help_text="Whose embeddings to compare; a snippet needs one.",
+        empty_label="automatic",
+        help_text="Whose embeddings to compare. Automatic: a clip's or a box's own; for a snippet, the only model "
+        "with embeddings (pick one when there are several).",
     )
     dataset = forms.ModelChoiceField(Dataset.objects.all(), required=False, to_field_name="uuid", empty_label="any")
     site = forms.ModelChoiceField(
@@ -73,7 +76,11 @@ class SearchForm(forms.Form):
     limit = forms.IntegerField(
         required=False, initial=services.DEFAULT_LIMIT, min_value=1, max_value=MAX_RESULTS, label="Results"
     )
-    exclude_own_recording = forms.BooleanField(required=False, label="Leave out the query's own recording")
+    # On by default, as in the API: the other windows of the query's recording share its background and often
+    # its very animal, and would fill the results with what the user is listening to already.
+    exclude_own_recording = forms.BooleanField(
+        required=False, initial=True, label="Leave out the query's own recording"
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -88,9 +95,25 @@ class SearchForm(forms.Form):
             )
         if data.get("clip") and data.get("sound_event"):
             raise forms.ValidationError("Search by a clip or by a sound event, not both.")
-        if data.get("file") and not data.get("model"):
-            self.add_error("model", "Pick the model to embed the snippet with.")
+        if data.get("file"):
+            data["snippet_model"] = self._snippet_model(data.get("model"))
         return data
+
+    def _snippet_model(self, run: ModelRun | None) -> tuple[str, str | None] | None:
+        """(model name, version or None for the latest) to embed a snippet with: the run picked, else the only
+        installed model that has embeddings; None, with an error on the field, when there is no one such model."""
+        if run is not None:
+            return run.name, run.version
+        names = sorted({run.name for run in self.fields["model"].queryset} & set(available_runtimes()))
+        if len(names) == 1:
+            return names[0], None
+        if names:
+            self.add_error("model", f"Several models have embeddings ({', '.join(names)}): pick one for the snippet.")
+        else:
+            self.add_error(
+                "model", "No model that embeds audio has embeddings yet: run a job with store_embeddings first."
+            )
+        return None
 
     def options(self) -> dict:
         """The search service's keyword arguments for the filters."""
@@ -251,6 +274,8 @@ def search_page(request: HttpRequest) -> HttpResponse:
     for name in ("min_similarity", "limit"):
         if not data.get(name):
             data[name] = SearchForm.base_fields[name].initial
+    if request.method == "GET" and "exclude_own_recording" not in data:
+        data["exclude_own_recording"] = "on"  # (a link's default; the form sends the box's state)
     if not data.get("target"):
         data["target"] = "both" if data.get("sound_event") else services.DEFAULT_TARGET
     form = SearchForm(data, request.FILES) if asked else SearchForm()
@@ -259,10 +284,11 @@ def search_page(request: HttpRequest) -> HttpResponse:
         data = form.cleaned_data
         try:
             if data["file"]:
-                run = data["model"]
+                model_name, model_version = data["snippet_model"]
                 results = services.search_by_audio(
-                    data["file"], model_name=run.name, model_version=run.version, **form.options()
+                    data["file"], model_name=model_name, model_version=model_version, **form.options()
                 )
+                query_card = snippet_card(data["file"])
             elif data["sound_event"]:
                 found = SoundEvent.objects.filter(uuid=data["sound_event"]).values_list("pk", flat=True).first()
                 if found is None:
@@ -297,8 +323,11 @@ def search_page(request: HttpRequest) -> HttpResponse:
             model_run = results[0].model_run if results else data["model"]
             cards = result_cards(results, model_run)
     clip_cards = [card for card in cards or [] if card["target"] == "clip"]
+    uploaded = request.FILES.get("file")
     context = {
         "form": form,
+        # A chosen file the search did not run with: a browser cannot keep it across pages, so say so.
+        "dropped_file": uploaded.name if uploaded is not None and cards is None else "",
         "query": query_card,
         "cards": cards,
         "clip_cards": clip_cards,

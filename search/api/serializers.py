@@ -136,15 +136,18 @@ class EmbeddingSearchSerializer(SearchFiltersSerializer):
     model_name = ModelNameField(
         max_length=100,
         required=False,
+        allow_blank=True,
+        allow_null=True,
         default=None,
         help_text=f"The model whose embeddings to search, e.g. {DEFAULT_RUNTIME}; by a clip or a sound event it "
-        "may be left out when the item has embeddings of one model run only.",
+        "may be left out (or blank) when the item has embeddings of one model run only, as in `similar/`.",
     )
     model_version = serializers.CharField(
         max_length=100,
         required=False,
+        allow_blank=True,
         default="latest",
-        help_text='The model run\'s version; "latest": the newest run of the model that has embeddings.',
+        help_text='The model run\'s version; "latest" (or blank): the newest run of the model that has embeddings.',
     )
     exclude_own_recording = _exclude_own_recording()
 
@@ -155,6 +158,8 @@ class EmbeddingSearchSerializer(SearchFiltersSerializer):
         given = [field for field in self.QUERIES if attrs.get(field) is not None]
         if len(given) != 1:
             raise serializers.ValidationError(dict.fromkeys(given or ["embedding"], ONE_QUERY))
+        # Blank, as the browsable API's form sends a field left empty, is left out.
+        attrs["model_name"] = attrs.get("model_name") or None
         return attrs
 
 
@@ -169,7 +174,11 @@ class SimilarClipsSerializer(SearchFiltersSerializer):
         help_text="The model whose embedding of the clip to search by; may be left out when the clip has one only.",
     )
     model_version = serializers.CharField(
-        max_length=100, required=False, default="latest", help_text="The model run's version."
+        max_length=100,
+        required=False,
+        allow_blank=True,
+        default="latest",
+        help_text="The model run's version; \"latest\" (or blank): the newest with the clip's embedding.",
     )
     exclude_own_recording = _exclude_own_recording()
 
@@ -184,7 +193,11 @@ class AudioSearchSerializer(SearchFiltersSerializer):
     )
     model_name = serializers.ChoiceField(choices=available_runtimes(), help_text="The model to embed with.")
     model_version = serializers.CharField(
-        max_length=100, required=False, default="latest", help_text="Must be the installed version (or latest)."
+        max_length=100,
+        required=False,
+        allow_blank=True,
+        default="latest",
+        help_text='Must be the installed version ("latest" or blank: that one).',
     )
     target = _target()
 

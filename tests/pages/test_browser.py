@@ -92,6 +92,10 @@ def test_a_birdnet_job_from_the_form_to_detections_playback_and_similar_clips(
     # "Find similar" on a clip: cards with a thumbnail, a play button, the similarity and a link to the time.
     page.locator("table.detections a.similar").first.click()
     expect(page).to_have_url(re.compile(r"/search/\?clip="))
+    # The only recording is left out by default, and the page says how to search it too.
+    expect(page.locator("main")).to_contain_text("untick “Leave out the query's own recording”")
+    page.uncheck("#id_exclude_own_recording")
+    page.click("button:has-text('Search')")
     cards = page.locator(".cards.results .card")
     expect(cards.first).to_be_visible()
     expect(cards.first.locator(".similarity")).to_have_text(re.compile(r"^0\.\d{3}$|^1\.000$"))

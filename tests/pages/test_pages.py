@@ -698,7 +698,10 @@ def test_a_missing_file_or_clip_is_404(user_client, best_clip):
 
 def test_find_similar_shows_cards_with_a_thumbnail_a_player_similarity_and_a_link_to_the_time(user_client, best_clip):
     run = ModelRun.objects.get(name="birdnet")
-    response = user_client.get("/search/", {"clip": str(best_clip.uuid), "model": str(run.uuid), "min_similarity": 0})
+    response = user_client.get(
+        "/search/",
+        {"clip": str(best_clip.uuid), "model": str(run.uuid), "min_similarity": 0, "exclude_own_recording": "false"},
+    )
     assert response.status_code == 200
     cards = response.context["cards"]
     assert cards, "the other 19 clips of the recording"
@@ -721,7 +724,10 @@ def test_search_cards_name_a_species_a_job_detected_never_a_classifiers_label(us
     every_window = {clip: {CLASSIFIER_LABEL: 1.0} for clip in Clip.objects.all()}
     # Rows without a job, even on the searched model run itself, score labels that are not species.
     score_clips(every_window, run, None)
-    response = user_client.get("/search/", {"clip": str(best_clip.uuid), "model": str(run.uuid), "min_similarity": 0})
+    response = user_client.get(
+        "/search/",
+        {"clip": str(best_clip.uuid), "model": str(run.uuid), "min_similarity": 0, "exclude_own_recording": "false"},
+    )
     cards = response.context["cards"]
     detections = ClipPrediction.objects.filter(job=birdnet_job)
     detected = set(detections.values_list("clip_id", flat=True))

@@ -231,3 +231,19 @@ def test_the_browsable_api_shows_each_endpoint_and_its_results(api_client, space
     body = {"model_name": "synthetic", "clip_uuid": str(clip.uuid)}
     response = api_client.post(SEARCH, body, HTTP_ACCEPT="text/html")
     assert response.status_code == 200 and b"similarity" in response.content
+
+
+def test_a_search_by_clip_needs_no_model_name_as_similar_does_not(api_client, space):
+    clip = space.clip(42)
+    similar = api_client.post(clip_url(clip, "similar/"), {"min_similarity": -1, "limit": 5}, format="json")
+    assert similar.status_code == 200, similar.content
+    expected = [row["clip"]["uuid"] for row in similar.json()["results"]]
+    body = {"clip_uuid": str(clip.uuid), "min_similarity": -1, "limit": 5}
+    for extra in ({}, {"model_name": ""}, {"model_name": None, "model_version": ""}):
+        response = api_client.post(SEARCH, {**body, **extra}, format="json")
+        assert response.status_code == 200, (extra, response.content)
+        assert [row["clip"]["uuid"] for row in response.json()["results"]] == expected
+    # As the browsable API's form sends it: every field, the empty ones blank.
+    form = {**body, "model_name": "", "model_version": "", "embedding": "", "sound_event_uuid": ""}
+    response = api_client.post(SEARCH, {k: v for k, v in form.items() if k != "embedding"})
+    assert response.status_code == 200, response.content
