@@ -387,7 +387,7 @@ def test_a_jobs_unfinished_recordings_get_no_table_and_are_reported(synced, fiel
     JobRecording.objects.filter(job=synced, recording=field_recording).update(status=JobRecording.Status.FAILED)
     output = run("export_detections", "--job", synced.uuid, "--format", "raven", "--output", tmp_path)
     assert [table.name for table in tmp_path.rglob("*.txt")] == ["rugr_drum.BirdNET.selection.table.txt"]
-    assert "1 of the job's recordings are not done (failed, cancelled or pending): nothing exported for them" in output
+    assert "1 of the job's recordings is not done (failed, cancelled or pending): nothing exported for them" in output
 
 
 @pytest.mark.parametrize(
