@@ -31,7 +31,12 @@ def test_after_applying_the_stored_predictions_are_used(classifier, planted, use
     found = services.uncertain_clips(classifier, limit=10)
     assert found.scored_from == "predictions"
     assert [item.clip.pk for item in found.clips] == nearest_half_unlabelled(classifier, planted, 10)
-    assert all(abs(item.score - 0.5) <= 0.5 for item in found.clips)
+    # Each offered score is the classifier's own score of that clip, and they come nearest 0.5 first.
+    scores = training.sigmoid_scores(planted.vectors, classifier.weights, classifier.intercept)
+    score_of = dict(zip(planted.clip_ids, scores, strict=True))
+    assert [item.score for item in found.clips] == pytest.approx([score_of[item.clip.pk] for item in found.clips])
+    distances = [abs(item.score - 0.5) for item in found.clips]
+    assert distances == sorted(distances) and distances[-1] < 0.5
 
 
 def test_a_clip_labelled_since_is_no_longer_offered(classifier, planted, user):
