@@ -325,7 +325,7 @@ def test_a_verified_export_has_one_row_per_detection_judged_correct_with_its_rev
     start = str(round(both.clip_prediction.clip.start_time, 4))
 
     output = export("--job", job.uuid, "--format", "raven", "--output", tmp_path / "tables", "--verified")
-    assert "Wrote 1 verified window predictions" in output
+    assert "Wrote 1 verified window prediction of" in output
     table = (tmp_path / "tables" / f"{field_recording.path.removesuffix('.wav')}{RAVEN_SUFFIX}").read_text()
     header, row = table.splitlines()
     assert header.split("\t") == [*RAVEN_HEADER, "Reviewer"]
