@@ -234,6 +234,23 @@ Q_CLUSTER = {
     "save_limit": 1000,
     "orm": "default",
 }
+# Snippet searches embed their audio where the model stays loaded (search/uploads.py): "worker", the search
+# worker (a cluster of one process on the queue SEARCH_CLUSTER, `Q_CLUSTER_NAME=echoroo-search manage.py
+# qcluster`, which `manage.py serve` runs and sets this for), or "web", each web process.
+SEARCH_CLUSTER = "echoroo-search"
+EMBED_SNIPPETS_IN = os.environ.get("EMBED_SNIPPETS_IN") or "web"
+if EMBED_SNIPPETS_IN not in ("web", "worker"):
+    raise ImproperlyConfigured(f"EMBED_SNIPPETS_IN must be web or worker, not {EMBED_SNIPPETS_IN!r}")
+# How long a snippet search waits for the search worker (its first snippet loads the model: seconds).
+SNIPPET_TIMEOUT_S = float(os.environ.get("SNIPPET_TIMEOUT_S") or 60)
+Q_CLUSTER["ALT_CLUSTERS"] = {
+    SEARCH_CLUSTER: {
+        "workers": 1,
+        "timeout": int(SNIPPET_TIMEOUT_S) + 60,
+        "retry": int(SNIPPET_TIMEOUT_S) + 120,
+        "max_attempts": 1,
+    }
+}
 if os.environ.get("REDIS_URL"):
     Q_CLUSTER.pop("orm")
     Q_CLUSTER["redis"] = os.environ["REDIS_URL"]

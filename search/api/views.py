@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import generics
+from rest_framework import generics, status
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
@@ -19,7 +19,7 @@ from echoroo.models import Clip, SoundEvent
 from search import services
 from search.api import serializers
 from search.errors import SearchError
-from search.uploads import MAX_UPLOAD_BYTES, MIB
+from search.uploads import MAX_UPLOAD_BYTES, MIB, SnippetWorkerUnavailable
 
 BAD_SEARCH = OpenApiResponse(
     description="The search cannot run as asked: {field: [message]} (a vector of the wrong dimension, "
@@ -42,6 +42,10 @@ def searched(search, *, clip_in_url: bool = False, **arguments) -> Response:
     """
     try:
         results = search(**arguments)
+    except SnippetWorkerUnavailable as error:
+        return Response(
+            {"detail": error.errors["file"]}, status=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "30"}
+        )
     except SearchError as error:
         if clip_in_url and "clip_uuid" in error.errors:
             raise NotFound(error.errors["clip_uuid"]) from error
@@ -135,9 +139,13 @@ class AudioSearchView(SearchAPIView):
 
     @extend_schema(
         summary="Find the clips most similar to an uploaded audio snippet",
-        description="The snippet is decoded to mono at the model's rate, embedded with the model in the web "
-        "process, and searched like a vector. Send it as multipart/form-data.",
-        responses={200: RESULTS, 400: BAD_SEARCH},
+        description="The snippet is decoded to mono at the model's rate, embedded with the model (by the search "
+        "worker where it runs, else in the web process), and searched like a vector. Send it as multipart/form-data.",
+        responses={
+            200: RESULTS,
+            400: BAD_SEARCH,
+            503: OpenApiResponse(description="The search worker did not embed the snippet in time: {detail}."),
+        },
     )
     def post(self, request):
         # Refuse an oversized body from its declared length, before it is read.

@@ -190,8 +190,15 @@ class Serve:
             return []
 
     def clusters(self) -> set[int]:
-        """The pids of the worker cluster's processes (its main one and those it forked)."""
-        return {child.pid for child in self.descendants() if "qcluster" in " ".join(child.cmdline())}
+        """The pids of the worker clusters' processes (the jobs' and the search worker's, and those they forked)."""
+        pids = set()
+        for child in self.descendants():
+            try:
+                if "qcluster" in " ".join(child.cmdline()):
+                    pids.add(child.pid)
+            except psutil.Error:
+                pass  # a cluster process just killed, not yet reaped by serve
+        return pids
 
     def postmaster(self) -> int | None:
         try:

@@ -59,6 +59,10 @@ class Command(BaseCommand):
         if hosts is not None:
             # The children read ALLOWED_HOSTS from their environment (echoroo/settings.py).
             environment["ALLOWED_HOSTS"] = ",".join(hosts)
+        if not no_worker:
+            # Snippet searches are embedded by the search worker, where the model stays loaded once, rather than in
+            # each web process (hundreds of MB each: benchmarks/snippet_memory.py).
+            environment["EMBED_SNIPPETS_IN"] = "worker"
         web = Child(
             "web server",
             [
@@ -81,6 +85,10 @@ class Command(BaseCommand):
         # The cluster runs in a session of its own, so that what is left of one that died can be ended with it, at a
         # lower CPU priority: on a shared machine, pages and API answers come first, inference takes what is left.
         worker = None if no_worker else Child("worker cluster", [*manage, "qcluster"], environment, own_session=True)
+        search_worker = None
+        if not no_worker:
+            searching = {**environment, "Q_CLUSTER_NAME": settings.SEARCH_CLUSTER}
+            search_worker = Child("search worker", [*manage, "qcluster"], searching, own_session=True)
 
         stopping = False
 
@@ -97,18 +105,20 @@ class Command(BaseCommand):
                 self._prepare_models(manage, environment)
                 if not stopping:
                     worker.start()
+                    search_worker.start()
             while not stopping:
                 if web.exited():
                     self.stderr.write(f"The web server exited with status {web.process.returncode}; stopping.")
                     break
-                if worker is not None:
-                    self._look_after(worker)
+                for cluster in (worker, search_worker):
+                    if cluster is not None:
+                        self._look_after(cluster)
                 time.sleep(0.5)
         finally:
-            for child in (web, worker):
+            for child in (web, worker, search_worker):
                 if child is not None:
                     child.ask_to_stop()
-            for child in (web, worker):
+            for child in (web, worker, search_worker):
                 if child is not None:
                     child.wait_or_kill(STOP_TIMEOUT_S)
             self._stop_the_embedded_database()
@@ -121,12 +131,12 @@ class Command(BaseCommand):
             worker.end_what_is_left()
             delay = worker.schedule_restart(time.monotonic())
             self.stderr.write(
-                f"The worker cluster exited with status {status}; starting it again in {delay:.0f} s "
+                f"The {worker.name} exited with status {status}; starting it again in {delay:.0f} s "
                 "(the web server goes on serving)."
             )
         elif worker.due(time.monotonic()):
             worker.start()
-            self.stdout.write(f"Started the worker cluster again (pid {worker.process.pid}).")
+            self.stdout.write(f"Started the {worker.name} again (pid {worker.process.pid}).")
 
     def _prepare_models(self, manage: list[str], environment: dict[str, str]) -> None:
         """Make the model files the workers derive (a first job would wait for them at 0 %), before they start."""
