@@ -12,8 +12,9 @@ if DATABASES["default"]["ENGINE"] == "echoroo.embedded_postgres":
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
-# Perch jobs can be created in tests; running one needs a real model folder (the runtime tests
-# build a small model with Perch 2.0's signature for that).
+# Perch jobs can be created in tests, but this folder is not there: the tests that run a Perch job
+# (tests/inference/test_perch_jobs.py) point PERCH_MODEL at a test model with Perch 2.0's signature,
+# built once per session by tests/inference/conftest.py.
 PERCH_MODEL = "/nonexistent/perch-2.0-for-tests"
 
 # One task per recording, so tests can count them (the grouping has its own test).
