@@ -74,6 +74,13 @@ def test_the_job_page_fits_a_1366_px_window_and_says_what_failed(
         expect(page.locator(f'tr[data-job="{job.uuid}"] .job-status')).to_have_text("completed with 1 failed recording")
         assert page.evaluate("document.documentElement.scrollWidth") <= WINDOW_WIDTH
         save_screenshot(page, "jobs-deep-folders")
+
+        # The admin's job page too: its error, quoting two long paths, wraps within the page.
+        page.goto(f"{live_server.url}/admin/inference/inferencejob/{job.pk}/change/")
+        error = page.locator(".field-error_message div.readonly")
+        expect(error).to_contain_text("1 of 3 recordings failed")
+        assert error.evaluate("node => node.scrollWidth <= node.clientWidth"), "the error is cut off"
+        assert page.evaluate("document.documentElement.scrollWidth") <= WINDOW_WIDTH
     assert failures == [], f"requests that failed: {failures}"
 
 
