@@ -213,6 +213,10 @@ def test_draw_a_box_tag_it_and_find_similar_clips_and_sound_events(
 
     panel.locator("a.find-similar").click()
     expect(page).to_have_url(re.compile(rf"/search/\?sound_event={saved['sound_event']}&target=both$"))
+    # The only recording is the box's own, which the search leaves out by default: searched too, as the page says.
+    expect(page.locator("main")).to_contain_text("untick “Leave out the query's own recording”")
+    page.uncheck("#id_exclude_own_recording")
+    page.click("button:has-text('Search')")
     results = page.locator(".cards.results")
     expect(results.locator(".card").first).to_be_visible()
     clips = results.locator(".card:not(.event-card)")
