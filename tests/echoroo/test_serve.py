@@ -233,8 +233,10 @@ def serve():
         if server.process.poll() is None:
             os.killpg(server.process.pid, signal.SIGKILL)
             server.process.wait()
-        if server.postmaster() and psutil.pid_exists(server.postmaster()):
-            server.pg_ctl("stop", "-m", "immediate")
+    # Whatever a failed test left running on this folder: a server its serve started, even one killed mid-start.
+    for process in psutil.process_iter(["cmdline"]):
+        if str(folder) in " ".join(process.info["cmdline"] or []):
+            process.kill()
     shutil.rmtree(folder, ignore_errors=True)
 
 
