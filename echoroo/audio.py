@@ -121,7 +121,8 @@ def read_info(path: AudioPath) -> AudioInfo:
         if frames == UNKNOWN_FRAMES:
             frames = _counted_frames(path, sound_file)
         duration_s = frames / sound_file.samplerate
-        check_duration(path, duration_s)
+        if problem := duration_problem(duration_s):
+            raise AudioError(f"{path}: {problem}")
         return AudioInfo(
             path=Path(path),
             sample_rate=sound_file.samplerate,
@@ -154,13 +155,14 @@ def decode_frames(sound_file: sf.SoundFile) -> int:
             return frames
 
 
-def check_duration(path: AudioPath, duration_s: float) -> None:
-    """An AudioError if a recording claims to last longer than any field recording does."""
-    if duration_s > MAX_DURATION_S:
-        raise AudioError(
-            f"{path}: the file says it lasts {duration_s:.3g} s, more than the {MAX_DURATION_S / 86400:g} days "
-            "a recording may last; its header is broken: re-export or re-encode the file"
-        )
+def duration_problem(duration_s: float) -> str | None:
+    """Why a recording cannot last this long (more than MAX_DURATION_S), or None."""
+    if duration_s <= MAX_DURATION_S:
+        return None
+    return (
+        f"the file says it lasts {duration_s:.3g} s, more than the {MAX_DURATION_S / 86400:g} days a recording "
+        "may last: its header is broken; re-export or re-encode it"
+    )
 
 
 def count_windows(duration_s: float, window_s: float, overlap_s: float = 0.0, *, sample_rate: int) -> int:

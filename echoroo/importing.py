@@ -344,11 +344,8 @@ def _read_header(file: BinaryIO) -> tuple[float, int, int]:
     if frames <= 0:
         raise UnusableFile("no audio samples")
     duration_s = frames / sample_rate
-    if duration_s > audio.MAX_DURATION_S:
-        raise UnusableFile(
-            f"the file says it lasts {duration_s:.3g} s, more than the {audio.MAX_DURATION_S / 86400:g} days a "
-            "recording may last: its header is broken; re-export or re-encode it"
-        )
+    if problem := audio.duration_problem(duration_s):
+        raise UnusableFile(problem)
     return duration_s, sample_rate, channels
 
 

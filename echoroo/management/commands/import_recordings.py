@@ -11,8 +11,9 @@ from echoroo import importing
 class Command(BaseCommand):
     help = (
         "Import the wav, flac, mp3 and ogg files in PATHs (files or folders under AUDIO_ROOT) into a dataset: "
-        "header, sha256 and the recording time from AudioMoth / Song Meter file names. Re-running adds nothing; "
-        "files that cannot be imported are listed with the reason."
+        "header, sha256, and the recording time (and place) from an AudioMoth or GUANO WAV header, else from "
+        "AudioMoth / Song Meter file names. Re-running adds nothing; files that cannot be imported are listed "
+        "with the reason."
     )
 
     def add_arguments(self, parser):
@@ -24,7 +25,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--timezone",
             help="time zone of the recorders' clocks, e.g. America/New_York (default: TIME_ZONE, UTC unless set); "
-            "used for times in file names that carry no zone",
+            "used for times in file names and GUANO headers that carry no zone",
         )
         parser.add_argument(
             "--verify",
