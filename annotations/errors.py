@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
+from echoroo.errors import DomainError
 
-class AnnotationError(ValueError):
+
+class AnnotationError(DomainError):
     """`errors` maps each field (or a table's line) to what is wrong with it."""
-
-    def __init__(self, errors: dict[str, str]):
-        self.errors = errors
-        super().__init__("; ".join(f"{field}: {message}" for field, message in errors.items()))

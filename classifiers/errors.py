@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from echoroo.errors import DomainError
 
-class ClassifierError(Exception):
+
+class ClassifierError(DomainError):
     """A request the services refuse. `errors` maps a field ("label", "model_run", "clips"…) to a message;
     the key "status" means a job or classifier is not in a state that allows it (the API answers 409)."""
 
-    def __init__(self, errors: dict[str, str]):
-        self.errors = dict(errors)
-        super().__init__("; ".join(f"{field}: {message}" for field, message in self.errors.items()))
+    CONFLICT_FIELDS = ("status",)

@@ -193,6 +193,8 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    # A service's DomainError (any app's) answers 400 naming its fields, or 409: one translation for every view.
+    "EXCEPTION_HANDLER": "echoroo.api.errors.exception_handler",
     # DRF's JSON parser, refusing deep nesting and NUL characters with a 400 (echoroo/api/parsers.py).
     "DEFAULT_PARSER_CLASSES": [
         "echoroo.api.parsers.GuardedJSONParser",

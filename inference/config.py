@@ -10,16 +10,14 @@ import math
 from dataclasses import Field, asdict, dataclass, field, fields
 from typing import Any
 
+from echoroo.errors import DomainError
+
 MAX_BATCH_SIZE = 512
 MAX_SPECIES_LIST = 10_000
 
 
-class ConfigError(ValueError):
+class ConfigError(DomainError):
     """Invalid job settings: `errors` maps each bad field to what is wrong with it."""
-
-    def __init__(self, errors: dict[str, str]):
-        self.errors = errors
-        super().__init__("; ".join(f"{name}: {message}" for name, message in errors.items()))
 
 
 def setting(default: Any, help_text: str, kind: str, **rules: Any) -> Any:

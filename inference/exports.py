@@ -32,6 +32,7 @@ from django.db import connection, transaction
 from django.db.models import CharField, Exists, F, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Collate
 
+from echoroo.errors import DomainError
 from echoroo.models import ClipPredictionTag, Dataset, ModelRun, Recording, SoundEventPredictionTag
 from inference import birdnet_formats as formats
 from inference.birdnet_formats import (  # noqa: F401  (the formats' names, as callers have read them from here)
@@ -83,12 +84,15 @@ CHUNK_LINES = 2000
 CHUNK_BYTES = 256 * 1024
 
 
-class ExportError(ValueError):
+class ExportError(DomainError):
     """A scope or model run that cannot be exported; `field` says which input is at fault."""
 
     def __init__(self, field: str, message: str):
         self.field = field
-        super().__init__(message)
+        super().__init__({field: message})
+
+    def __str__(self) -> str:
+        return self.errors[self.field]
 
 
 @dataclass(frozen=True)

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
+from echoroo.errors import DomainError
 
-class SearchError(ValueError):
+
+class SearchError(DomainError):
     """`errors` maps each request field at fault ("embedding", "clip_uuid", "model_name", "file"...) to why.
 
     The API answers it as a 400 with DRF's usual body, {field: [message]}.
     """
-
-    def __init__(self, errors: dict[str, str]):
-        super().__init__("; ".join(f"{field}: {message}" for field, message in errors.items()))
-        self.errors = errors

@@ -11,6 +11,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import connection, transaction
 from django.db.models import OuterRef, Q, QuerySet, Subquery
 
+from echoroo.errors import DomainError
 from echoroo.models import SPECIES, Clip, ClipPredictionTag, Tag
 from inference.models import InferenceJob
 from validation.calibration import BOOTSTRAP_ROUNDS, Calibration, calibrate, judged
@@ -19,12 +20,8 @@ from validation.models import SpeciesThreshold, ThresholdSet, Verdict
 NEIGHBOURS = 12
 
 
-class ValidationError(ValueError):
+class ValidationError(DomainError):
     """Bad input: `errors` maps each field to what is wrong with it."""
-
-    def __init__(self, errors: dict[str, str]):
-        self.errors = errors
-        super().__init__("; ".join(f"{field}: {message}" for field, message in errors.items()))
 
 
 def species_tag(name: str, *, field: str = "species", job: InferenceJob | None = None) -> Tag:
