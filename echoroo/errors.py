@@ -20,6 +20,12 @@ class DomainError(ValueError):
         self.conflict = conflict or any(name in self.errors for name in self.CONFLICT_FIELDS)
         super().__init__(self.message)
 
+    def renamed(self, names: dict[str, str]) -> DomainError:
+        """The same error with the services' field names as the request spells them (e.g. model_run -> source_uuid)."""
+        return type(self)(
+            {names.get(field, field): message for field, message in self.errors.items()}, conflict=self.conflict
+        )
+
     @property
     def message(self) -> str:
         return "; ".join(f"{field}: {message}" for field, message in self.errors.items())

@@ -6,32 +6,20 @@ A bad box or an unknown species is a 400 naming the field, and writes nothing.
 
 from __future__ import annotations
 
-from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
 from annotations import services, species
 from annotations.api import serializers
 from annotations.api.filters import SoundEventAnnotationFilter
-from annotations.errors import AnnotationError
 from annotations.models import AnnotationChange
 from echoroo.api.pagination import NewestFirstCursorPagination
 from echoroo.models import ClipPrediction, SoundEventPrediction
 from inference.birdnet_formats import split_label
-
-
-def _service(call, *args, **kwargs):
-    """Run a service; its domain errors become a 400 naming the fields, a refusal a 403."""
-    try:
-        return call(*args, **kwargs)
-    except AnnotationError as error:
-        raise ValidationError({name: [message] for name, message in error.errors.items()}) from error
-    except DjangoPermissionDenied as error:
-        raise PermissionDenied(str(error)) from error
 
 
 class SoundEventAnnotationViewSet(
@@ -52,20 +40,19 @@ class SoundEventAnnotationViewSet(
     lookup_value_regex = "[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
 
     def perform_create(self, serializer):
-        serializer.instance = _service(
-            services.create_annotation,
+        serializer.instance = services.create_annotation(
             serializer.validated_data["recording"],
             by=self.request.user,
             **serializer.changes(),
         )
 
     def perform_update(self, serializer):
-        serializer.instance = _service(
-            services.update_annotation, serializer.instance, by=self.request.user, **serializer.changes()
+        serializer.instance = services.update_annotation(
+            serializer.instance, by=self.request.user, **serializer.changes()
         )
 
     def perform_destroy(self, annotation):
-        _service(services.delete_annotation, annotation, by=self.request.user)
+        services.delete_annotation(annotation, by=self.request.user)
 
     @extend_schema(
         summary="Confirm a detection as an annotation",
@@ -83,12 +70,12 @@ class SoundEventAnnotationViewSet(
             prediction = SoundEventPrediction.objects.filter(uuid=wanted["detection"]).first()
             if prediction is None:
                 raise ValidationError({"detection": [f"no detection has the uuid {wanted['detection']}"]})
-            annotation = _service(services.confirm_detection, prediction, by=request.user, species=wanted["species"])
+            annotation = services.confirm_detection(prediction, by=request.user, species=wanted["species"])
         else:
             window = ClipPrediction.objects.select_related("clip__recording").filter(uuid=wanted["clip_prediction"])
             if not window.exists():
                 raise ValidationError({"clip_prediction": [f"no detection has the uuid {wanted['clip_prediction']}"]})
-            annotation = _service(services.confirm_window, window.get(), wanted["species"], by=request.user)
+            annotation = services.confirm_window(window.get(), wanted["species"], by=request.user)
         annotation = services.with_tags().get(pk=annotation.pk)
         return Response(serializers.SoundEventAnnotationSerializer(annotation).data, status=status.HTTP_201_CREATED)
 

@@ -6,7 +6,6 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from classifiers import services
-from classifiers.api.errors import as_api_error
 from classifiers.errors import ClassifierError
 from classifiers.labels import CLEAR, Polarity, parse_tag_value
 from classifiers.models import MAX_LABEL_LENGTH, Classifier, ClassifierJob
@@ -147,7 +146,7 @@ class ClassifierSerializer(serializers.ModelSerializer):
                 label=validated_data["label"], source=validated_data.get("source"), by=validated_data["created_by"]
             )
         except ClassifierError as error:
-            raise as_api_error(error, renamed={"model_run": "source_uuid"}) from error
+            raise error.renamed({"model_run": "source_uuid"}) from error
 
 
 class ClassifierDetailSerializer(ClassifierSerializer):

@@ -18,7 +18,6 @@ from rest_framework.response import Response
 
 from classifiers import labels, services
 from classifiers.api import filters
-from classifiers.api.errors import as_api_error
 from classifiers.api.serializers import (
     ClassifierDetailSerializer,
     ClassifierJobSerializer,
@@ -64,15 +63,12 @@ class LabelViewSet(viewsets.ViewSet):
     def create(self, request) -> Response:
         given = LabelClipsSerializer(data=request.data)
         given.is_valid(raise_exception=True)
-        try:
-            counts = services.label_clips(
-                given.validated_data["clips"],
-                label=given.validated_data["label"],
-                polarity=given.validated_data["polarity"],
-                by=request.user,
-            )
-        except ClassifierError as error:
-            raise as_api_error(error) from error
+        counts = services.label_clips(
+            given.validated_data["clips"],
+            label=given.validated_data["label"],
+            polarity=given.validated_data["polarity"],
+            by=request.user,
+        )
         return Response(LabelSetSerializer(asdict(counts)).data, status=status.HTTP_200_OK)
 
 
@@ -104,10 +100,7 @@ class ExampleViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         if getattr(self, "swagger_fake_view", False):
             return labels.label_examples("").none()
         query.is_valid(raise_exception=True)
-        try:
-            label = labels.clean_label(query.validated_data["label"])
-        except ClassifierError as error:
-            raise as_api_error(error) from error
+        label = labels.clean_label(query.validated_data["label"])
         return labels.label_examples(label, query.validated_data.get("polarity")).order_by("-created_at", "-id")
 
 
@@ -151,10 +144,7 @@ class ClassifierViewSet(
     )
     @action(detail=True, methods=["post"])
     def apply(self, request, uuid=None) -> Response:
-        try:
-            job = services.start_apply(self.get_object(), by=request.user)
-        except ClassifierError as error:
-            raise as_api_error(error) from error
+        job = services.start_apply(self.get_object(), by=request.user)
         return Response(ClassifierJobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(
@@ -169,11 +159,8 @@ class ClassifierViewSet(
         try:
             limit = int(request.query_params.get("limit", 20))
         except ValueError:
-            raise as_api_error(ClassifierError({"limit": "a whole number"})) from None
-        try:
-            found = services.uncertain_clips(self.get_object(), limit=limit)
-        except ClassifierError as error:
-            raise as_api_error(error) from error
+            raise ClassifierError({"limit": "a whole number"}) from None
+        found = services.uncertain_clips(self.get_object(), limit=limit)
         return Response(UncertainSerializer(found).data)
 
 
