@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 
-from echoroo.jobs import JobLifecycle
+from echoroo.jobs import JobLifecycle, JobStatus
 from echoroo.models import ModelRun
 
 # A classifier's run is named after its label, and ModelRun.name holds 100 characters.
@@ -62,12 +62,7 @@ class Classifier(models.Model):
 class ClassifierJob(JobLifecycle, models.Model):
     """Scoring every embedding of a classifier's source run, in batches; resumable from `last_clip_id`."""
 
-    class Status(models.TextChoices):
-        PENDING = "pending"
-        RUNNING = "running"
-        COMPLETED = "completed"
-        FAILED = "failed"
-        CANCELLED = "cancelled"
+    Status = JobStatus
 
     FINISHED = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
     ACTIVE = (Status.PENDING, Status.RUNNING)

@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+from django.db import models
 from django.utils import timezone
+
+
+class JobStatus(models.TextChoices):
+    """Where a job stands: inference jobs and classifier jobs alike."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
 
 
 class JobLifecycle:

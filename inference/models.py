@@ -10,18 +10,13 @@ from django.db.models import F, Q
 from django.db.models.signals import pre_delete
 from django.dispatch import receiver
 
-from echoroo.jobs import JobLifecycle
+from echoroo.jobs import JobLifecycle, JobStatus
 from echoroo.models import Dataset, ModelRun, Recording
 from inference.config import InferenceConfig
 
 
 class InferenceJob(JobLifecycle, models.Model):
-    class Status(models.TextChoices):
-        PENDING = "pending"
-        RUNNING = "running"
-        COMPLETED = "completed"
-        FAILED = "failed"
-        CANCELLED = "cancelled"
+    Status = JobStatus
 
     FINISHED = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
 
