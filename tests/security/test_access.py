@@ -11,7 +11,8 @@ from django.urls import URLPattern, URLResolver, get_resolver
 
 pytestmark = pytest.mark.django_db
 
-PUBLIC = {"healthz", "login/", "api/schema/", "api/docs/"}
+# favicon.ico: a redirect to the static icon, which browsers ask for before anyone logs in.
+PUBLIC = {"healthz", "login/", "api/schema/", "api/docs/", "favicon.ico"}
 # Login and logout of DRF's browsable API (its own login page) are public by nature.
 PUBLIC_PREFIXES = ("api/v1/auth/",)
 
