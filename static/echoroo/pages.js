@@ -106,6 +106,21 @@
   });
 
   document.addEventListener("DOMContentLoaded", () => {
+    const box = contextBox();
+    if (box) {
+      try {
+        box.checked = window.localStorage.getItem(CONTEXT_KEY) === "1";
+      } catch (error) {
+        // Storage refused: unticked.
+      }
+      box.addEventListener("change", () => {
+        try {
+          window.localStorage.setItem(CONTEXT_KEY, box.checked ? "1" : "0");
+        } catch (error) {
+          // not remembered
+        }
+      });
+    }
     if (jobElements().some((element) => !FINISHED.has(element.dataset.status))) {
       window.setTimeout(poll, POLL_MS);
     }
