@@ -16,13 +16,13 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from annotations.recording_page import annotations_context
-from echoroo.formatting import clock, duration_text
+from echoroo.formatting import clock
 from echoroo.media import PLAY_CONTEXT_S
 from echoroo.models import ClipPredictionTag, Dataset, Recording
 from echoroo.recording_view import VIEW_HEIGHT_PX, length_text, recording_view
-from inference.describe import job_state
+from inference.job_lists import jobs_queryset, with_progress
 from inference.models import InferenceJob
-from inference.queries import job_predictions, left_unfinished, recording_jobs
+from inference.queries import job_predictions, recording_jobs
 from inference.runtimes.base import Label
 from reports.browsing import RecordingFilters, cursor_of, neighbours
 from validation.models import ThresholdSet, Verdict
@@ -88,22 +88,6 @@ def job_url(job: InferenceJob | None, threshold_set: ThresholdSet | None = None)
         return None
     url = reverse("job", args=[job.uuid])
     return f"{url}?{urlencode({'thresholds': threshold_set.name})}" if threshold_set else url
-
-
-def with_progress(jobs) -> list[InferenceJob]:
-    """Jobs with what their row shows: whole percent (rounded down: 99.6 % is not done), duration, and the state
-    in words ("completed with 1 failed recording")."""
-    jobs = list(jobs)
-    left = left_unfinished([job.pk for job in jobs])
-    for job in jobs:
-        job.percent = int(job.progress)
-        job.duration = duration_text(job.duration_s)
-        job.state = job_state(job, *left.get(job.pk, (0, 0)))
-    return jobs
-
-
-def jobs_queryset() -> QuerySet:
-    return InferenceJob.objects.select_related("model_run", "dataset", "recording")
 
 
 @require_GET

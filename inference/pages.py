@@ -21,18 +21,16 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from annotations.job_page import against_annotations
+from echoroo.formatting import duration_text
 from echoroo.media import login_required_401
 from echoroo.models import Dataset, Recording
 from echoroo.pages import (
     clock,
-    duration_text,
-    jobs_queryset,
     may_start_jobs,
     page_login_required,
     pick_threshold_set,
     recording_url,
     species_names,
-    with_progress,
 )
 from inference import services
 from inference.config import ConfigError
@@ -45,6 +43,7 @@ from inference.describe import (
     windows_text,
 )
 from inference.forms import InferenceJobForm
+from inference.job_lists import jobs_queryset, with_progress
 from inference.models import InferenceJob, JobRecording
 from inference.queries import (
     best_clips,

@@ -20,7 +20,8 @@ from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from echoroo.models import ClipPrediction
-from echoroo.pages import jobs_queryset, page_login_required, species_names
+from echoroo.pages import page_login_required, species_names
+from inference.job_lists import jobs_queryset
 from inference.models import InferenceJob
 from validation import services
 from validation.calibration import TARGETS
