@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 
-from echoroo import deletion
+from echoroo import deletion, services
 from echoroo.formatting import band_text, clock, duration_text
 from echoroo.models import (
     SPECIES,
@@ -486,12 +486,13 @@ class ClipAnnotationAdmin(BigTableAdmin):
         super().save_model(request, annotation, form, change)
 
     def save_formset(self, request, form, formset, change):
-        for row in formset.save(commit=False):
-            if row._state.adding and row.created_by_id is None:
-                row.created_by = request.user
-            row.save()
-        for row in formset.deleted_objects:
-            row.delete()
+        """The tags added, changed and removed in the inline, written by the service (echoroo.services)."""
+        rows = formset.save(commit=False)
+        added = [row.tag for row in rows]
+        # A row whose tag was changed: its old tag comes off.
+        removed = [ClipAnnotationTag.objects.get(pk=row.pk).tag for row in rows if row.pk is not None]
+        removed += [row.tag for row in formset.deleted_objects]
+        services.retag_clip_annotation(form.instance, by=request.user, add=added, remove=removed)
 
 
 # --- The tag rows themselves, for browsing one species across runs ---------------------------

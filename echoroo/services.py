@@ -21,3 +21,17 @@ def annotate_clip(
             tag, _ = Tag.objects.get_or_create(key=key, value=value)
             ClipAnnotationTag.objects.create(clip_annotation=annotation, tag=tag, created_by=by)
     return annotation
+
+
+def retag_clip_annotation(
+    annotation: ClipAnnotation, *, by: AbstractBaseUser, add: Iterable[Tag] = (), remove: Iterable[Tag] = ()
+) -> None:
+    """Take tags off a person's clip annotation and put others on (a tag it already has stays one row)."""
+    with transaction.atomic():
+        ClipAnnotationTag.objects.filter(clip_annotation=annotation, tag__in=list(remove)).delete()
+        have = set(ClipAnnotationTag.objects.filter(clip_annotation=annotation).values_list("tag_id", flat=True))
+        ClipAnnotationTag.objects.bulk_create(
+            ClipAnnotationTag(clip_annotation=annotation, tag=tag, created_by=by)
+            for tag in dict.fromkeys(add)
+            if tag.pk not in have
+        )

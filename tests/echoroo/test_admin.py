@@ -356,3 +356,26 @@ def test_an_annotation_added_in_the_admin_belongs_to_its_author(admin_client, ad
     annotation = ClipAnnotation.objects.exclude(pk=world.annotation.pk).get()
     assert annotation.created_by == admin_user
     assert [(row.tag, row.created_by) for row in annotation.tags.all()] == [(world.wren, admin_user)]
+
+
+def test_changing_an_annotations_tags_in_the_admin_goes_through_the_service(admin_client, admin_user, world):
+    """A tag changed in the inline replaces the old one, a deleted row goes, each new row is the editor's."""
+    blackbird = world.blackbird
+    annotation = ClipAnnotation.objects.create(clip=world.clip)
+    kept = ClipAnnotationTag.objects.create(clip_annotation=annotation, tag=world.wren)
+    response = admin_client.post(
+        url(ClipAnnotation, "change", annotation.pk),
+        {
+            "clip": world.clip.pk,
+            "notes": "",
+            "tags-TOTAL_FORMS": "2",
+            "tags-INITIAL_FORMS": "1",
+            "tags-0-id": kept.pk,
+            "tags-0-clip_annotation": annotation.pk,
+            "tags-0-tag": blackbird.pk,
+            "tags-1-tag": world.wren.pk,
+        },
+    )
+    assert response.status_code == 302, response.context["errors"] if response.context else response
+    rows = sorted((row.tag.value, row.created_by) for row in annotation.tags.select_related("tag"))
+    assert rows == sorted([(blackbird.value, admin_user), (world.wren.value, admin_user)])
