@@ -322,7 +322,10 @@ def test_the_recording_page_draws_the_detections_of_the_minute_as_labelled_boxes
     assert float(box["width_pct"]) == pytest.approx(100 * 3 / 60, abs=0.01)
     label = box["labels"][0]
     assert f'<span class="name">{label["common_name"]}</span> <span class="score">{label["score"]:.2f}</span>' in html
-    src = f"/recordings/{recording.uuid}/spectrogram.png?start=0&amp;end=60&amp;width=1200&amp;min_freq=0&amp;max_freq=16000"
+    src = (
+        f"/recordings/{recording.uuid}/spectrogram.png"
+        "?start=0&amp;end=60&amp;width=1200&amp;min_freq=0&amp;max_freq=16000"
+    )
     assert f'src="{src}"' in html
     assert f'data-audio="/clips/{best_clip.uuid}/audio.wav"' in html
     assert f"/search/?clip={best_clip.uuid}" in html, "find similar"

@@ -125,7 +125,7 @@ def test_the_dataset_page_lists_recordings_with_site_start_duration_and_the_mode
     html = response.content.decode()
     row = re.search(r'<tr data-recording="[^"]+">\s*<td class="path"><a[^>]*>north/00000.wav</a>.*?</tr>', html, re.S)
     row = row.group(0)
-    assert "North" in row and "2026-05-01 05:00:00" in row and "<td class=\"num nowrap\">10 min</td>" in row
+    assert "North" in row and "2026-05-01 05:00:00" in row and '<td class="num nowrap">10 min</td>' in row
     assert re.search(r'class="run run-done">BirdNET 2.4 <b>✓</b>', row)
     assert re.search(r'class="run run-failed">Perch 2.0 <b>failed</b>', row)
     loose = re.search(r"<tr data-recording[^>]*>\s*<td class=\"path\"><a[^>]*>loose/00000.wav</a>.*?</tr>", html, re.S)
