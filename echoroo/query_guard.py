@@ -28,17 +28,20 @@ class RefuseNulMiddleware:
         return self.get_response(request)
 
 
-def first_nul(values, where: str) -> str | None:
-    """What is wrong with the first parameter holding a NUL, or None."""
+def first_nul(values, where: str) -> tuple[str | None, str] | None:
+    """(the parameter, what is wrong) of the first parameter holding a NUL, or None."""
     for name, given in values.lists():
         if "\x00" in name:
-            return f"a parameter name in the {where} contains a NUL character (%00)"
+            return None, f"a parameter name in the {where} contains a NUL character (%00)"
         if any("\x00" in value for value in given):
-            return f"the {where} parameter {name!r} contains a NUL character (%00)"
+            return name, f"the {where} parameter {name!r} contains a NUL character (%00)"
     return None
 
 
-def bad_request(request: HttpRequest, problem: str) -> HttpResponse:
+def bad_request(request: HttpRequest, refused: tuple[str | None, str]) -> HttpResponse:
+    name, problem = refused
     if request.path.startswith("/api/"):
-        return JsonResponse({"detail": f"bad request: {problem}"}, status=400)
+        # As the API answers any bad field: {field: [message]}; a bad name has no field to name.
+        body = {name: [problem]} if name else {"detail": f"bad request: {problem}"}
+        return JsonResponse(body, status=400)
     return HttpResponseBadRequest(f"Bad request: {problem}.\n", content_type="text/plain; charset=utf-8")

@@ -161,7 +161,7 @@ def test_create_job_refuses_a_model_that_is_unavailable_saying_why(toy, settings
 def test_create_job_checks_a_species_list_against_the_labels_the_model_knows(toy, field_recording):
     with pytest.raises(ConfigError) as refused:
         services.create_job(model_name="toy", recording=field_recording, config={"custom_species_list": ["Robin"]})
-    assert refused.value.errors["custom_species_list"] == "not in toy's labels: 'Robin'"
+    assert refused.value.errors["custom_species_list"].startswith("not a species Toy model knows: 'Robin'")
     job = services.create_job(
         model_name="toy", recording=field_recording, config={"custom_species_list": ["Peakus loudus"]}
     )
