@@ -135,6 +135,9 @@ class ClassifierJobAdmin(ReadOnlyAdmin):
         for job in queryset:
             try:
                 after = services.cancel_apply(job, by=request.user)
+            except ClassifierError as error:  # already finished: nothing to cancel
+                self.message_user(request, f"{job}: {' '.join(error.errors.values())}", messages.WARNING)
+                continue
             except PermissionDenied as error:
                 self.message_user(request, f"Could not cancel {job}: {error}", messages.ERROR)
                 continue

@@ -215,4 +215,6 @@ def cancel(request: HttpRequest, job_uuid) -> HttpResponse:
         services.cancel_apply(job, by=request.user)
     except PermissionDenied as error:
         messages.error(request, str(error))
+    except ClassifierError as error:
+        messages.error(request, error_text(error))
     return redirect("classifier", classifier_uuid=job.classifier.uuid)

@@ -13,12 +13,12 @@ import numpy as np
 from django.core.exceptions import PermissionDenied
 from django.db import connection, transaction
 from django.db.models import Count
-from django.utils import timezone
 
 from classifiers import labels, training
 from classifiers.errors import ClassifierError
 from classifiers.labels import CLEAR, LabelSet, Polarity
 from classifiers.models import Classifier, ClassifierJob
+from echoroo.jobs import mark_cancelled
 from echoroo.models import SPECIES, Clip, ClipAnnotation, ClipAnnotationTag, ModelRun, Tag
 from embeddings.models import ClipEmbedding
 from embeddings.vectors import count_embeddings, embeddings_after, embeddings_of, id_range
@@ -222,17 +222,11 @@ def start_apply(classifier: Classifier, *, by=None, sync: bool = False) -> Class
 
 
 def cancel_apply(job: ClassifierJob, *, by=None) -> ClassifierJob:
-    """Stop an apply job between batches; the predictions stored so far stay."""
+    """Stop an apply job between batches; the predictions stored so far stay. A finished job is a conflict (409)."""
     if by is not None and not job.can_be_changed_by(by):
         raise PermissionDenied("only staff or the job's creator may cancel it")
     with transaction.atomic():
-        job = ClassifierJob.objects.select_for_update().get(pk=job.pk)
-        if job.is_finished:
-            return job
-        job.status = ClassifierJob.Status.CANCELLED
-        job.completed_at = timezone.now()
-        job.save(update_fields=["status", "completed_at"])
-    return job
+        return mark_cancelled(job, error=ClassifierError)
 
 
 def enqueue_apply(job_id: int, part: int = 1) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.db import models
 from django.utils import timezone
 
+from echoroo.errors import DomainError
+
 
 class JobStatus(models.TextChoices):
     """Where a job stands: inference jobs and classifier jobs alike."""
@@ -31,3 +33,20 @@ class JobLifecycle:
 
     def can_be_changed_by(self, user) -> bool:
         return bool(user and user.is_authenticated and (user.is_staff or user.pk == self.created_by_id))
+
+
+def mark_cancelled(job, *, error: type[DomainError]):
+    """Cancel a pending or running job, inside the caller's transaction; a finished job is a conflict (`error`).
+
+    The job's row is locked first, so a worker finishing it meanwhile is seen. The services add
+    what their kind of job needs (an inference job's queued recordings)."""
+    job = type(job).objects.select_for_update().get(pk=job.pk)
+    if job.is_finished:
+        raise error(
+            {"status": f"the job is already {job.status}; only a pending or running job can be cancelled"},
+            conflict=True,
+        )
+    job.status = JobStatus.CANCELLED
+    job.completed_at = timezone.now()
+    job.save(update_fields=["status", "completed_at"])
+    return job

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from annotations.species import SpeciesNames
 from echoroo.audio import count_windows
+from echoroo.jobs import mark_cancelled
 from echoroo.models import Dataset, ModelRun, Recording
 from embeddings.indexes import defer_index, ensure_hnsw_index, windows_to_embed
 from inference.config import ConfigError, InferenceConfig, parse_config
@@ -302,14 +303,7 @@ def cancel_job(job: InferenceJob, *, by=None) -> InferenceJob:
     """
     _check_may_change(job, by)
     with transaction.atomic():
-        job = InferenceJob.objects.select_for_update().get(pk=job.pk)
-        if job.is_finished:
-            raise ConfigError(
-                {"status": f"the job is already {job.status}; only a pending or running job can be cancelled"}
-            )
-        job.status = InferenceJob.Status.CANCELLED
-        job.completed_at = timezone.now()
-        job.save(update_fields=["status", "completed_at"])
+        job = mark_cancelled(job, error=ConfigError)
         JobRecording.objects.filter(job=job, status=JobRecording.Status.PENDING).update(
             status=JobRecording.Status.CANCELLED
         )

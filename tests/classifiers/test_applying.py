@@ -151,3 +151,17 @@ def test_the_prediction_filters_find_the_classifier_scores_unchanged(classifier,
     assert found == set(planted.uuids(expected, CLIPS))
     # And they are the planted calls, nearly all of them.
     assert len(found - set(planted.uuids(planted.positive, CLIPS))) <= 0.05 * len(found)
+
+
+def test_cancelling_a_finished_apply_job_is_a_conflict_and_changes_nothing(classifier, user):
+    from classifiers.errors import ClassifierError
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(services, "enqueue_apply", lambda *args: None)
+        job = services.start_apply(classifier, by=user)
+    assert run_apply_job(job.pk, batch_size=5000) == "completed"
+    with pytest.raises(ClassifierError) as refused:
+        services.cancel_apply(job, by=user)
+    assert refused.value.conflict and "already completed" in refused.value.errors["status"]
+    job.refresh_from_db()
+    assert job.status == ClassifierJob.Status.COMPLETED
