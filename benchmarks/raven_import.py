@@ -27,7 +27,6 @@ create_annotation_rows_per_s, speedup (import over baseline), peak_rss_mb, cores
 from __future__ import annotations
 
 import argparse
-import atexit
 import cProfile
 import io
 import json
@@ -35,10 +34,8 @@ import os
 import pstats
 import random
 import resource
-import shutil
 import signal
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -50,6 +47,7 @@ SAMPLE_RATE = 48_000
 
 sys.path.insert(0, str(ROOT))
 from benchmarks.end_to_end import MachineLoad, log  # noqa: E402
+from benchmarks.throwaway import start_throwaway_django  # noqa: E402
 
 
 def main() -> None:
@@ -65,20 +63,7 @@ def main() -> None:
         parser.error(f"at most {int(DURATION_S / WINDOW_S * 4)} rows a recording (4 species a window)")
 
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    pgdata = Path(tempfile.mkdtemp(prefix="echoroo-bench-pg-"))
-    work = Path(tempfile.mkdtemp(prefix="echoroo-bench-raven-"))
-    for folder in (pgdata, work):
-        atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    os.environ.pop("DATABASE_URL", None)
-    os.environ.pop("REDIS_URL", None)
-    os.environ["AUDIO_ROOT"] = str(work / "audio")
-    os.environ["ECHOROO_PGDATA"] = str(pgdata)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "echoroo.settings"
-    import django
-    from django.conf import settings
-
-    settings.DATABASES["default"]["PGDATA_CLEANUP"] = "delete"
-    django.setup()
+    work = start_throwaway_django(prefix="echoroo-bench-raven-", folders=("audio",))
     try:
         figures = run(args.rows, args.recordings, args.baseline_rows, work, profile=args.profile)
     finally:

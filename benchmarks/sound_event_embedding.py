@@ -27,14 +27,11 @@ needed), embed_s, events_per_s, again_s, model_only_s, model_share, and the mach
 from __future__ import annotations
 
 import argparse
-import atexit
 import json
 import math
 import os
-import shutil
 import signal
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -47,6 +44,7 @@ BOX_LENGTH_S = (0.3, 6.0)
 
 sys.path.insert(0, str(ROOT))
 from benchmarks.end_to_end import log  # noqa: E402
+from benchmarks.throwaway import start_throwaway_django  # noqa: E402
 
 
 def main() -> None:
@@ -62,24 +60,8 @@ def main() -> None:
 
     # A plain `kill` ends the run as Ctrl-C does: the temporary folders are removed.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    audio_root = Path(tempfile.mkdtemp(prefix="echoroo-bench-audio-"))
-    pgdata = Path(tempfile.mkdtemp(prefix="echoroo-bench-pg-"))
-    # atexit runs last-registered first: pgserver (registered on the first connection) stops and
-    # deletes its server before these run; they only sweep what a failure left behind.
-    for folder in (audio_root, pgdata):
-        atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    # settings.py reads these; they must be set before Django is. Never the configured server.
-    os.environ.pop("DATABASE_URL", None)
-    os.environ.pop("REDIS_URL", None)
-    os.environ["AUDIO_ROOT"] = str(audio_root)
-    os.environ["ECHOROO_PGDATA"] = str(pgdata)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "echoroo.settings"
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import django
-    from django.conf import settings
-
-    settings.DATABASES["default"]["PGDATA_CLEANUP"] = "delete"  # the server removes its data when we exit
-    django.setup()
+    audio_root = start_throwaway_django(prefix="echoroo-bench-sound-events-", folders=("audio",)) / "audio"
     try:
         figures = run(args.events, args.minutes, audio_root)
     finally:

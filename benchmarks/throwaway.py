@@ -30,6 +30,7 @@ def start_throwaway_django(*, prefix: str = "echoroo-bench-", folders: tuple[str
     if "cache" in folders:
         os.environ["ECHOROO_CACHE_DIR"] = str(scratch / "cache")
     os.environ.pop("DATABASE_URL", None)
+    os.environ.pop("REDIS_URL", None)  # tasks go to the throw-away database's queue, not a configured Redis
     os.environ["DJANGO_SETTINGS_MODULE"] = "echoroo.settings"
 
     import django
