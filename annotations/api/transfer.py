@@ -74,10 +74,6 @@ def _dataset(wanted) -> Dataset:
     return found
 
 
-def _bad(error: AnnotationError) -> Response:
-    return Response({name: [message] for name, message in error.errors.items()}, status=400)
-
-
 def _file_name(name: str, default: str) -> str:
     """An uploaded file's own name (no folders), safe on any file system: a table's name may name its recording."""
     name = re.sub(r"[\x00-\x1f/\\:]", "_", Path(name.replace("\\", "/")).name).strip(". ")
@@ -102,10 +98,7 @@ class AnnotationImportView(APIView):
         body = ImportRequest(data=request.data)
         body.is_valid(raise_exception=True)
         wanted = body.validated_data
-        try:
-            dataset = _dataset(wanted["dataset"])
-        except AnnotationError as error:
-            return _bad(error)
+        dataset = _dataset(wanted["dataset"])
         if not transfer.can_import(dataset, request.user):
             raise PermissionDenied("only staff or the dataset's creator may import annotations into it")
         upload = wanted["file"]
@@ -117,21 +110,18 @@ class AnnotationImportView(APIView):
             with saved.open("wb") as out:
                 for chunk in upload.chunks():
                     out.write(chunk)
-            try:
-                path = saved
-                if wanted["format"] == "raven" and zipfile.is_zipfile(saved):
-                    path = folder / "tables"
-                    path.mkdir()
-                    transfer.unpack_zip(saved, path)
-                result = transfer.import_annotations(
-                    dataset,
-                    path,
-                    file_format=wanted["format"],
-                    by=request.user,
-                    species_column=wanted["species_column"].strip() or None,
-                )
-            except AnnotationError as error:
-                return _bad(error)
+            path = saved
+            if wanted["format"] == "raven" and zipfile.is_zipfile(saved):
+                path = folder / "tables"
+                path.mkdir()
+                transfer.unpack_zip(saved, path)
+            result = transfer.import_annotations(
+                dataset,
+                path,
+                file_format=wanted["format"],
+                by=request.user,
+                species_column=wanted["species_column"].strip() or None,
+            )
         return Response({"added": result.added, "already_there": result.already_there})
 
 
@@ -152,23 +142,20 @@ class AnnotationExportView(APIView):
         query = ExportQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
         wanted = query.validated_data
-        try:
-            dataset = _dataset(wanted["dataset"])
-            # The file answered is a temporary one: gone once the response is sent and closed.
-            answer = tempfile.TemporaryFile()
-            with tempfile.TemporaryDirectory(prefix="echoroo-export-") as folder:
-                if wanted["format"] == "raven":
-                    summary = transfer.export_annotations(dataset, Path(folder), file_format="raven")
-                    with zipfile.ZipFile(answer, "w", zipfile.ZIP_DEFLATED) as archive:
-                        for path in summary.files:
-                            archive.write(path, path.relative_to(folder).as_posix())
-                    filename, content_type = f"{_file_name(dataset.name, 'dataset')}_raven.zip", "application/zip"
-                else:
-                    path = Path(folder) / "annotations.json"
-                    transfer.export_annotations(dataset, path, file_format="aoef")
-                    answer.write(path.read_bytes())
-                    filename, content_type = f"{_file_name(dataset.name, 'dataset')}.aoef.json", "application/json"
-        except AnnotationError as error:
-            return _bad(error)
+        dataset = _dataset(wanted["dataset"])
+        # The file answered is a temporary one: gone once the response is sent and closed.
+        answer = tempfile.TemporaryFile()
+        with tempfile.TemporaryDirectory(prefix="echoroo-export-") as folder:
+            if wanted["format"] == "raven":
+                summary = transfer.export_annotations(dataset, Path(folder), file_format="raven")
+                with zipfile.ZipFile(answer, "w", zipfile.ZIP_DEFLATED) as archive:
+                    for path in summary.files:
+                        archive.write(path, path.relative_to(folder).as_posix())
+                filename, content_type = f"{_file_name(dataset.name, 'dataset')}_raven.zip", "application/zip"
+            else:
+                path = Path(folder) / "annotations.json"
+                transfer.export_annotations(dataset, path, file_format="aoef")
+                answer.write(path.read_bytes())
+                filename, content_type = f"{_file_name(dataset.name, 'dataset')}.aoef.json", "application/json"
         answer.seek(0)
         return FileResponse(answer, as_attachment=True, filename=filename, content_type=content_type)
